@@ -1,0 +1,1 @@
+//! fnbox-engine
