@@ -1,0 +1,620 @@
+//! cgroup v2 and v1 back-ends: finding and preparing the delegated sub-tree, creating one
+//! cgroup per instance, reading its counters, killing its processes and removing it.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use crate::parse::{
+    cgroup_dir, keyed_value, owner_name, parse_mountinfo, parse_owner_name, parse_proc_stat,
+    single_value, v1_cgroup_path, v2_cgroup_path,
+};
+use crate::sampler::{ProcScan, SampleTarget, Sampler};
+use crate::LimitError;
+
+/// Name of the directory (under the delegated cgroup) that holds everything fnbox creates.
+pub(crate) const BASE_NAME: &str = "fnbox";
+/// cgroup v2 leaf fnbox moves itself into when its own cgroup must become an inner node.
+pub(crate) const SELF_LEAF: &str = "fnbox-self";
+
+/// How long dropping a group keeps retrying `rmdir` while killed processes finish exiting.
+const RMDIR_TIMEOUT: Duration = Duration::from_secs(2);
+const RMDIR_STEP: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Version {
+    V1,
+    V2,
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> LimitError + 'a {
+    move |source| LimitError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<String, LimitError> {
+    fs::read_to_string(path).map_err(io_err("reading", path))
+}
+
+/// Writes `value` to an existing (control) file in one `write`, without O_CREAT/O_TRUNC.
+pub(crate) fn write(path: &Path, value: &str) -> Result<(), LimitError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    f.write_all(value.as_bytes())
+        .map_err(io_err("writing", path))
+}
+
+fn read_value(path: &Path) -> Option<u64> {
+    match fs::read_to_string(path) {
+        Ok(t) => single_value(&t),
+        Err(e) => {
+            tracing::debug!("reading {}: {e}", path.display());
+            None
+        }
+    }
+}
+
+/// `mkdir` that accepts an existing directory.
+fn mkdir(path: &Path) -> Result<(), LimitError> {
+    match fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LimitError::Io {
+            action: "creating",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Our pid and start time, which name our run directory.
+pub(crate) fn self_identity() -> (i32, u64) {
+    static ID: OnceLock<u64> = OnceLock::new();
+    let start = *ID.get_or_init(|| {
+        fs::read_to_string("/proc/self/stat")
+            .ok()
+            .and_then(|t| parse_proc_stat(&t))
+            .map_or(0, |s| s.starttime)
+    });
+    (std::process::id() as i32, start)
+}
+
+/// Whether the process `pid` started at `start` is still running.
+fn process_alive(pid: i32, start: u64) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(t) => parse_proc_stat(&t).is_some_and(|s| s.starttime == start),
+        Err(_) => false,
+    }
+}
+
+/// Live controllers per run directory, so the run directory is removed when the last
+/// controller of this process goes away, and never while another one may create groups in it.
+static LEASES: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+
+/// Keeps this process's run directory (`<base>/<pid>-<starttime>`) alive.
+#[derive(Debug)]
+pub(crate) struct OwnerLease {
+    dir: PathBuf,
+}
+
+impl OwnerLease {
+    fn acquire(base: &Path, version: Version) -> Result<OwnerLease, LimitError> {
+        let (pid, start) = self_identity();
+        let dir = base.join(owner_name(pid, start));
+        let mut leases = LEASES.lock().unwrap_or_else(PoisonError::into_inner);
+        mkdir(&dir)?;
+        if version == Version::V2 {
+            enable_memory_subtree(&dir)?;
+        }
+        *leases
+            .get_or_insert_with(HashMap::new)
+            .entry(dir.clone())
+            .or_insert(0) += 1;
+        Ok(OwnerLease { dir })
+    }
+}
+
+impl Drop for OwnerLease {
+    fn drop(&mut self) {
+        let mut leases = LEASES.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(map) = leases.as_mut() else { return };
+        let Some(n) = map.get_mut(&self.dir) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&self.dir);
+            // Fails (harmlessly) if a forgotten group is still inside; cleanup_stale of a later
+            // run removes it then.
+            if let Err(e) = fs::remove_dir(&self.dir) {
+                tracing::debug!("removing {}: {e}", self.dir.display());
+            }
+        }
+    }
+}
+
+/// The prepared sub-tree of a cgroup controller.
+#[derive(Debug)]
+pub(crate) struct CgroupSetup {
+    pub version: Version,
+    /// `<delegated cgroup>/fnbox`: shared by all fnbox runs.
+    pub base: PathBuf,
+    /// `<base>/<pid>-<starttime>`: this run's groups.
+    lease: OwnerLease,
+}
+
+fn mounts() -> Result<Vec<crate::parse::MountInfo>, LimitError> {
+    Ok(parse_mountinfo(&read(Path::new("/proc/self/mountinfo"))?))
+}
+
+fn unsupported(msg: impl Into<String>) -> LimitError {
+    LimitError::Unsupported(msg.into())
+}
+
+/// Prepares cgroup v2: `<own>/fnbox/<run>/`, with `+memory` in every `subtree_control` on the
+/// way. If our own cgroup holds processes (us), v2's "no internal processes" rule forbids
+/// enabling controllers for its children, so fnbox first moves itself into `<own>/fnbox-self`.
+pub(crate) fn setup_v2() -> Result<CgroupSetup, LimitError> {
+    let mounts = mounts()?;
+    let mount = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup2")
+        .ok_or_else(|| unsupported("no cgroup2 mounted"))?;
+    let cg = read(Path::new("/proc/self/cgroup"))?;
+    let own =
+        v2_cgroup_path(&cg).ok_or_else(|| unsupported("no cgroup v2 line in /proc/self/cgroup"))?;
+    let own_dir = cgroup_dir(mount, own).ok_or_else(|| {
+        unsupported(format!(
+            "own cgroup {own} not visible under {}",
+            mount.mount_point.display()
+        ))
+    })?;
+    // After an earlier move into the leaf (same process, earlier controller), delegate from
+    // the leaf's parent again instead of nesting deeper.
+    let root = match own_dir.file_name() {
+        Some(n) if n == SELF_LEAF => own_dir.parent().map_or(own_dir.clone(), Path::to_path_buf),
+        _ => own_dir,
+    };
+    let controllers = read(&root.join("cgroup.controllers"))?;
+    if !controllers.split_whitespace().any(|c| c == "memory") {
+        return Err(unsupported(format!(
+            "memory controller not available in cgroup2 {} (cgroup.controllers: {:?})",
+            root.display(),
+            controllers.trim()
+        )));
+    }
+    if let Err(e) = enable_memory_subtree(&root) {
+        let busy = matches!(&e, LimitError::Io { source, .. } if source.raw_os_error() == Some(libc::EBUSY));
+        if !busy {
+            return Err(e);
+        }
+        let leaf = root.join(SELF_LEAF);
+        mkdir(&leaf)?;
+        let pid = std::process::id().to_string();
+        write(&leaf.join("cgroup.procs"), &pid)?;
+        tracing::info!(
+            "moved fnbox into {} (cgroup v2 no-internal-processes rule)",
+            leaf.display()
+        );
+        if let Err(e) = enable_memory_subtree(&root) {
+            // Other processes share our cgroup: undo the move, give up on v2.
+            let _ = write(&root.join("cgroup.procs"), &pid);
+            return Err(e);
+        }
+    }
+    let base = root.join(BASE_NAME);
+    mkdir(&base)?;
+    enable_memory_subtree(&base)?;
+    let lease = OwnerLease::acquire(&base, Version::V2)?;
+    Ok(CgroupSetup {
+        version: Version::V2,
+        base,
+        lease,
+    })
+}
+
+fn enable_memory_subtree(dir: &Path) -> Result<(), LimitError> {
+    let path = dir.join("cgroup.subtree_control");
+    if read(&path)?.split_whitespace().any(|c| c == "memory") {
+        return Ok(());
+    }
+    write(&path, "+memory")
+}
+
+/// Prepares cgroup v1: `<memory mount>/fnbox/<run>/`, or, if the hierarchy root is not
+/// writable, `<own memory cgroup>/fnbox/<run>/`.
+///
+/// The hierarchy root comes first (like Docker's cgroupfs driver) because a child directory
+/// left in our own cgroup would make its manager's `rmdir` of that cgroup fail; in a container
+/// with a cgroup namespace or a sub-tree mount, the "root" is the container's cgroup anyway.
+pub(crate) fn setup_v1() -> Result<CgroupSetup, LimitError> {
+    let mounts = mounts()?;
+    let mount = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.has_super_opt("memory"))
+        .ok_or_else(|| unsupported("no cgroup v1 memory hierarchy mounted"))?;
+    let mut candidates = vec![mount.mount_point.join(BASE_NAME)];
+    if let Ok(cg) = fs::read_to_string("/proc/self/cgroup") {
+        if let Some(own_dir) = v1_cgroup_path(&cg, "memory").and_then(|own| cgroup_dir(mount, own))
+        {
+            if own_dir != mount.mount_point {
+                candidates.push(own_dir.join(BASE_NAME));
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for base in candidates {
+        match try_v1_base(&base) {
+            Ok(setup) => return Ok(setup),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(unsupported(errors.join("; ")))
+}
+
+fn try_v1_base(base: &Path) -> Result<CgroupSetup, LimitError> {
+    mkdir(base)?;
+    let lease = OwnerLease::acquire(base, Version::V1)?;
+    // Probe that control files are writable (a read-only or non-delegated cgroupfs may still
+    // allow mkdir for root in a user namespace): -1 is "unlimited", the default.
+    write(&lease.dir.join("memory.limit_in_bytes"), "-1")?;
+    Ok(CgroupSetup {
+        version: Version::V1,
+        base: base.to_path_buf(),
+        lease,
+    })
+}
+
+impl CgroupSetup {
+    pub(crate) fn run_dir(&self) -> &Path {
+        &self.lease.dir
+    }
+
+    /// Removes the groups of dead fnbox runs (their run directory names a process that no
+    /// longer exists). Groups of live runs, including our own, are left alone: they may be in
+    /// use by a concurrently running fnbox.
+    pub(crate) fn cleanup_stale(&self) -> usize {
+        let (me, my_start) = self_identity();
+        let Ok(entries) = fs::read_dir(&self.base) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some((pid, start)) = name.to_str().and_then(parse_owner_name) else {
+                continue;
+            };
+            if (pid == me && start == my_start) || process_alive(pid, start) {
+                continue;
+            }
+            let run_dir = entry.path();
+            if let Ok(groups) = fs::read_dir(&run_dir) {
+                for g in groups.flatten() {
+                    if !g.file_type().is_ok_and(|t| t.is_dir()) {
+                        continue;
+                    }
+                    let dir = g.path();
+                    kill_all(&dir, self.version);
+                    if remove_group_dir(&dir, self.version) {
+                        tracing::info!("removed stale memory group {}", dir.display());
+                        removed += 1;
+                    }
+                }
+            }
+            if let Err(e) = fs::remove_dir(&run_dir) {
+                tracing::warn!("removing stale {}: {e}", run_dir.display());
+            }
+        }
+        removed
+    }
+}
+
+/// SIGKILLs every process listed in `<dir>/cgroup.procs` until none is left or a few rounds
+/// have passed (processes may fork while we read the list; a SIGKILLed one no longer can).
+pub(crate) fn kill_all(dir: &Path, version: Version) {
+    let kill_file = dir.join("cgroup.kill");
+    if version == Version::V2 && kill_file.exists() && write(&kill_file, "1").is_ok() {
+        return;
+    }
+    let procs = dir.join("cgroup.procs");
+    let mut killed = HashSet::new();
+    for _ in 0..5 {
+        let Ok(list) = fs::read_to_string(&procs) else {
+            return;
+        };
+        let mut new = 0;
+        for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 && killed.insert(pid) {
+                new += 1;
+                // SAFETY: plain syscall; ESRCH for an already gone process is fine.
+                unsafe {
+                    libc::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        if new == 0 {
+            return;
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// `rmdir` with retries while killed processes are still exiting. Returns whether the
+/// directory is gone.
+fn remove_group_dir(dir: &Path, version: Version) -> bool {
+    let mut waited = Duration::ZERO;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < RMDIR_TIMEOUT => {
+                if waited.as_millis() % 200 == 0 {
+                    kill_all(dir, version);
+                }
+                thread::sleep(RMDIR_STEP);
+                waited += RMDIR_STEP;
+            }
+            Err(e) => {
+                tracing::warn!("cannot remove memory group {}: {e}", dir.display());
+                return false;
+            }
+        }
+    }
+}
+
+/// Where the peak of a v2 group comes from.
+#[derive(Debug)]
+enum PeakSource {
+    /// v1: `memory.max_usage_in_bytes`, reset by writing 0.
+    V1,
+    /// v2 on kernel >= 6.12: an open `memory.peak`; writing to it resets the peak seen
+    /// through that file descriptor.
+    V2Fd(File),
+    /// v2 without a resettable `memory.peak`: `memory.peak` since creation (if present) until
+    /// the first reset, then the maximum of `memory.current` sampled every 10 ms.
+    V2Sampled {
+        since_creation: Option<PathBuf>,
+        state: Arc<CurrentSampler>,
+    },
+}
+
+/// Samples `memory.current` for v2 kernels whose `memory.peak` cannot be reset.
+#[derive(Debug)]
+pub(crate) struct CurrentSampler {
+    current: PathBuf,
+    active: AtomicBool,
+    peak: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl SampleTarget for CurrentSampler {
+    fn wanted_pgids(&self, _out: &mut HashSet<i32>) {}
+
+    fn sample(&self, _scan: &ProcScan) {
+        if self.active.load(Ordering::SeqCst) && !self.closed.load(Ordering::SeqCst) {
+            if let Some(v) = read_value(&self.current) {
+                self.peak.fetch_max(v, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// One instance's cgroup.
+#[derive(Debug)]
+pub(crate) struct CgroupGroup {
+    version: Version,
+    dir: PathBuf,
+    procs: CString,
+    peak: PeakSource,
+    /// v1 kernels before 4.13 have no `oom_kill` line in `memory.oom_control`.
+    v1_has_oom_kill: bool,
+}
+
+impl CgroupGroup {
+    pub(crate) fn create(
+        setup: &CgroupSetup,
+        name: &str,
+        limit: u64,
+        sampler: &Arc<Sampler>,
+    ) -> Result<Self, LimitError> {
+        let dir = setup.run_dir().join(name);
+        fs::create_dir(&dir).map_err(io_err("creating", &dir))?;
+        match Self::configure(setup.version, &dir, limit, sampler) {
+            Ok(g) => Ok(g),
+            Err(e) => {
+                let _ = fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn configure(
+        version: Version,
+        dir: &Path,
+        limit: u64,
+        sampler: &Arc<Sampler>,
+    ) -> Result<Self, LimitError> {
+        let procs_path = dir.join("cgroup.procs");
+        let procs =
+            CString::new(procs_path.as_os_str().as_bytes()).map_err(|_| LimitError::Io {
+                action: "using",
+                path: procs_path.clone(),
+                source: io::Error::from(io::ErrorKind::InvalidInput),
+            })?;
+        let limit_s = limit.to_string();
+        let mut v1_has_oom_kill = true;
+        let peak = match version {
+            Version::V1 => {
+                write(&dir.join("memory.limit_in_bytes"), &limit_s)?;
+                // Without this, swap would let the group use more than the limit.
+                let memsw = dir.join("memory.memsw.limit_in_bytes");
+                if memsw.exists() {
+                    if let Err(e) = write(&memsw, &limit_s) {
+                        tracing::warn!("{e}: the group may swap beyond its limit");
+                    }
+                }
+                if let Err(e) = write(&dir.join("memory.swappiness"), "0") {
+                    tracing::debug!("{e}");
+                }
+                v1_has_oom_kill =
+                    keyed_value(&read(&dir.join("memory.oom_control"))?, "oom_kill").is_some();
+                if !v1_has_oom_kill {
+                    tracing::warn!("memory.oom_control has no oom_kill line (kernel < 4.13): OOM kills are inferred from memory.failcnt");
+                }
+                PeakSource::V1
+            }
+            Version::V2 => {
+                write(&dir.join("memory.max"), &limit_s)?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    if let Err(e) = write(&swap, "0") {
+                        tracing::warn!("{e}: the group may swap beyond its limit");
+                    }
+                }
+                v2_peak_source(dir, sampler)
+            }
+        };
+        Ok(CgroupGroup {
+            version,
+            dir: dir.to_path_buf(),
+            procs,
+            peak,
+            v1_has_oom_kill,
+        })
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn procs_cstring(&self) -> CString {
+        self.procs.clone()
+    }
+
+    pub(crate) fn reset_peak(&self) {
+        let res = match &self.peak {
+            PeakSource::V1 => write(&self.dir.join("memory.max_usage_in_bytes"), "0"),
+            PeakSource::V2Fd(f) => f
+                .write_at(b"reset\n", 0)
+                .map(drop)
+                .map_err(io_err("writing", &self.dir)),
+            PeakSource::V2Sampled { state, .. } => {
+                state.peak.store(self.current_bytes(), Ordering::SeqCst);
+                state.active.store(true, Ordering::SeqCst);
+                Ok(())
+            }
+        };
+        if let Err(e) = res {
+            tracing::warn!("resetting the memory peak: {e}");
+        }
+    }
+
+    pub(crate) fn peak_bytes(&self) -> u64 {
+        match &self.peak {
+            PeakSource::V1 => read_value(&self.dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
+            PeakSource::V2Fd(f) => {
+                let mut buf = [0u8; 32];
+                match f.read_at(&mut buf, 0) {
+                    Ok(n) => std::str::from_utf8(&buf[..n])
+                        .ok()
+                        .and_then(single_value)
+                        .unwrap_or(0),
+                    Err(e) => {
+                        tracing::debug!("reading memory.peak of {}: {e}", self.dir.display());
+                        0
+                    }
+                }
+            }
+            PeakSource::V2Sampled {
+                since_creation,
+                state,
+            } => {
+                let current = self.current_bytes();
+                if !state.active.load(Ordering::SeqCst) {
+                    if let Some(p) = since_creation.as_deref().and_then(read_value) {
+                        return p.max(current);
+                    }
+                }
+                state.peak.load(Ordering::SeqCst).max(current)
+            }
+        }
+    }
+
+    pub(crate) fn current_bytes(&self) -> u64 {
+        let file = match self.version {
+            Version::V1 => "memory.usage_in_bytes",
+            Version::V2 => "memory.current",
+        };
+        read_value(&self.dir.join(file)).unwrap_or(0)
+    }
+
+    pub(crate) fn oom_kills(&self) -> u64 {
+        match self.version {
+            Version::V1 => {
+                let text =
+                    fs::read_to_string(self.dir.join("memory.oom_control")).unwrap_or_default();
+                if self.v1_has_oom_kill {
+                    keyed_value(&text, "oom_kill").unwrap_or(0)
+                } else {
+                    // Old kernels: the limit was hit at least once. Callers confirm with a
+                    // SIGKILL exit status.
+                    u64::from(read_value(&self.dir.join("memory.failcnt")).unwrap_or(0) > 0)
+                }
+            }
+            Version::V2 => {
+                let text = fs::read_to_string(self.dir.join("memory.events")).unwrap_or_default();
+                keyed_value(&text, "oom_kill").unwrap_or(0)
+            }
+        }
+    }
+
+    pub(crate) fn kill_all(&self) {
+        kill_all(&self.dir, self.version);
+    }
+
+    /// Kills what is left and removes the directory (called from `MemoryGroup::drop`).
+    pub(crate) fn destroy(&self) {
+        if let PeakSource::V2Sampled { state, .. } = &self.peak {
+            state.closed.store(true, Ordering::SeqCst);
+        }
+        self.kill_all();
+        remove_group_dir(&self.dir, self.version);
+    }
+}
+
+fn v2_peak_source(dir: &Path, sampler: &Arc<Sampler>) -> PeakSource {
+    let peak = dir.join("memory.peak");
+    // Kernels before 6.12 have a read-only memory.peak (opening it for writing fails).
+    if let Ok(f) = OpenOptions::new().read(true).write(true).open(&peak) {
+        if f.write_at(b"reset\n", 0).is_ok() {
+            return PeakSource::V2Fd(f);
+        }
+    }
+    let since_creation = peak.exists().then_some(peak);
+    let state = Arc::new(CurrentSampler {
+        current: dir.join("memory.current"),
+        // Without memory.peak at all (< 5.19) sampling is the only source, from the start.
+        active: AtomicBool::new(since_creation.is_none()),
+        peak: AtomicU64::new(0),
+        closed: AtomicBool::new(false),
+    });
+    let weak = Arc::downgrade(&state);
+    sampler.register(weak);
+    PeakSource::V2Sampled {
+        since_creation,
+        state,
+    }
+}
