@@ -1,1 +1,25 @@
-//! fnbox-engine
+//! The fnbox engine: one execution-environment model shared by every dialect.
+//!
+//! # Layout
+//! - [`engine`]: [`Engine`] (what all functions share) and [`Function`] (starts instances,
+//!   retrying failed inits).
+//! - [`instance`]: one execution environment: API server, processes, memory group, phases.
+//! - [`lifecycle`]: the instance state machine, pure.
+//! - [`invocation`]: requests, results and faults.
+//! - [`telemetry`]: typed events and the per-instance bus.
+//! - [`launch`]: how each runtime kind is started.
+//! - [`dialect`]: the trait a dialect implements (routers only).
+
+pub mod dialect;
+pub mod engine;
+pub mod http_bridge;
+pub mod instance;
+pub mod invocation;
+pub mod launch;
+pub mod lifecycle;
+pub mod telemetry;
+
+pub use dialect::Dialect;
+pub use engine::{Engine, EngineConfig, Function, LineEcho};
+pub use instance::{InitError, Instance, InstanceApi, NotReady};
+pub use invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult, InvokeType};

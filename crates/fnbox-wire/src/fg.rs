@@ -55,14 +55,22 @@ pub struct ErrorBody {
     #[serde(rename = "errorMessage", default)]
     pub error_message: String,
     /// Stack trace lines (a string or an array in the wild; kept as sent).
-    #[serde(rename = "stackTrace", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stackTrace",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stack_trace: Option<serde_json::Value>,
 }
 
 impl ErrorBody {
     /// An error body without a stack trace.
     pub fn new(error_type: impl Into<String>, error_message: impl Into<String>) -> Self {
-        Self { error_type: error_type.into(), error_message: error_message.into(), stack_trace: None }
+        Self {
+            error_type: error_type.into(),
+            error_message: error_message.into(),
+            stack_trace: None,
+        }
     }
 }
 

@@ -1,0 +1,143 @@
+//! `fnbox run`: one instance, N invocations, FunctionGraph-style report lines.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use fnbox_engine::instance::process::{LogLine, Role};
+use fnbox_engine::{Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
+use fnbox_limits::MemoryController;
+
+use crate::{ExitCode, MemoryModeArg, RunArgs};
+
+pub async fn run(args: RunArgs) -> ExitCode {
+    let package = match fnbox_package::load(&args.package) {
+        Ok(p) => Arc::new(p),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Usage;
+        }
+    };
+    let event = match (&args.event, &args.event_file) {
+        (Some(e), _) => bytes::Bytes::from(e.clone()),
+        (None, Some(path)) => match std::fs::read(path) {
+            Ok(b) => bytes::Bytes::from(b),
+            Err(e) => {
+                eprintln!("error: cannot read event file {}: {e}", path.display());
+                return ExitCode::Usage;
+            }
+        },
+        (None, None) => bytes::Bytes::from_static(b"{}"),
+    };
+    let memory = match args.memory_mode {
+        MemoryModeArg::Auto => MemoryController::detect(),
+        MemoryModeArg::Rss => MemoryController::rss_sampling("--memory-mode rss"),
+        MemoryModeArg::Cgroup => match MemoryController::cgroup() {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("error: --memory-mode cgroup: {e}");
+                return ExitCode::Usage;
+            }
+        },
+    };
+    memory.cleanup_stale();
+    eprintln!("{}", memory.describe());
+    let mut config = EngineConfig::new(memory);
+    config.host_path = std::env::var("PATH").ok();
+    config.echo = Some(Arc::new(|_pod: &str, line: &LogLine| {
+        let mut err = std::io::stderr().lock();
+        let _ = match &*line.role {
+            Role::Runtime => writeln!(err, "{}", line.text),
+            Role::Extension(name) => writeln!(err, "[{name}] {}", line.text),
+        };
+    }));
+    let engine = Engine::new(config);
+    let function = match Function::new(
+        engine.clone(),
+        package.clone(),
+        Arc::new(fnbox_fg::FunctionGraph),
+    ) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Usage;
+        }
+    };
+
+    let mut code = ExitCode::Ok;
+    let mut instance = None;
+    let mut stdout = std::io::stdout().lock();
+    for _ in 0..args.times {
+        let req = InvokeRequest::sync(event.clone());
+        let inst = match &instance {
+            Some(i) => Arc::clone(i),
+            None => match function.start_instance(Some(req.request_id.clone())).await {
+                Ok(i) => {
+                    instance = Some(i.clone());
+                    i
+                }
+                Err(e) => {
+                    eprintln!("error: function '{}' {e}", package.config.func_name);
+                    code = ExitCode::InitFailed;
+                    break;
+                }
+            },
+        };
+        eprintln!("Start invoke request '{}', version: latest", req.request_id);
+        let outcome = match inst.invoke(req).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("error: {e}");
+                code = ExitCode::Internal;
+                break;
+            }
+        };
+        let m = outcome.metrics;
+        match &outcome.result {
+            InvokeResult::Ok(body) => {
+                let _ = stdout.write_all(body);
+                let _ = stdout.write_all(b"\n");
+            }
+            InvokeResult::HandlerError(body) => {
+                let _ = stdout.write_all(body);
+                let _ = stdout.write_all(b"\n");
+                eprintln!(
+                    "error: request '{}' failed: {}",
+                    outcome.request_id,
+                    describe_error_body(body)
+                );
+                code = ExitCode::FunctionFailed;
+            }
+            InvokeResult::Fault(f) => {
+                let _ = stdout.write_all(&serde_json::to_vec(&f.error_body()).unwrap_or_default());
+                let _ = stdout.write_all(b"\n");
+                eprintln!(
+                    "error: request '{}' failed: {}: {}",
+                    outcome.request_id,
+                    f.error_type(),
+                    f.message
+                );
+                code = ExitCode::FunctionFailed;
+                instance = None;
+            }
+        }
+        let _ = stdout.flush();
+        eprintln!(
+            "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB",
+            outcome.request_id, m.duration_ms, m.billed_duration_ms, m.memory_used_mb, m.memory_size_mb
+        );
+    }
+    if let Some(i) = instance.take() {
+        i.shutdown().await;
+    }
+    engine.shutdown(std::time::Duration::from_secs(3)).await;
+    code
+}
+
+fn describe_error_body(body: &[u8]) -> String {
+    match serde_json::from_slice::<fnbox_wire::fg::ErrorBody>(body) {
+        Ok(b) if !b.error_type.is_empty() || !b.error_message.is_empty() => {
+            format!("{}: {}", b.error_type, b.error_message)
+        }
+        _ => String::from_utf8_lossy(body).into_owned(),
+    }
+}

@@ -1,0 +1,140 @@
+//! The engine: what all functions of one fnbox process share (memory controller, task
+//! ownership, shutdown signal, output echo) and the [`Function`] handle that starts instances.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnbox_limits::MemoryController;
+use fnbox_package::Package;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dialect::Dialect;
+use crate::instance::process::LogLine;
+use crate::instance::{InitError, Instance};
+use crate::launch::{Launch, LaunchError};
+
+/// Receives every output line of every instance, with the instance's pod name (for fnbox's own
+/// log output). Must not block.
+pub type LineEcho = Arc<dyn Fn(&str, &LogLine) + Send + Sync>;
+
+/// How many fresh instances are tried before an init failure reaches the caller.
+pub const INIT_ATTEMPTS: u32 = 3;
+
+/// Engine-wide settings.
+#[derive(Clone)]
+pub struct EngineConfig {
+    /// How memory limits are enforced.
+    pub memory: MemoryController,
+    /// Where instance output goes besides telemetry.
+    pub echo: Option<LineEcho>,
+    /// `PATH` handed to instances.
+    pub host_path: Option<String>,
+    /// SIGTERM-to-SIGKILL grace at shutdown (CONTRACT §3: 2 s).
+    pub shutdown_grace: Duration,
+    /// Time extensions get to register (CONTRACT §3: 10 s).
+    pub extension_init_timeout: Duration,
+}
+
+impl EngineConfig {
+    /// Defaults with the given memory controller.
+    pub fn new(memory: MemoryController) -> Self {
+        Self {
+            memory,
+            echo: None,
+            host_path: None,
+            shutdown_grace: Duration::from_secs(2),
+            extension_init_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Shared by every function of one fnbox process.
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Engine {
+    /// A new engine.
+    pub fn new(config: EngineConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            tracker: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Signals every task of the engine to stop and waits for them (bounded by `grace`).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "engine tasks still running after the grace period");
+        }
+    }
+}
+
+/// A loaded function: starts instances of one package in one dialect.
+pub struct Function {
+    pub(crate) engine: Arc<Engine>,
+    pub(crate) package: Arc<Package>,
+    pub(crate) dialect: Arc<dyn Dialect>,
+    pub(crate) launch: Launch,
+}
+
+impl Function {
+    /// Prepares a function; fails when its runtime cannot be launched on this machine (e.g.
+    /// no `python3` on `PATH` for a Python function).
+    pub fn new(
+        engine: Arc<Engine>,
+        package: Arc<Package>,
+        dialect: Arc<dyn Dialect>,
+    ) -> Result<Self, LaunchError> {
+        let launch = Launch::resolve(&package, engine.config.host_path.as_deref())?;
+        Ok(Self {
+            engine,
+            package,
+            dialect,
+            launch,
+        })
+    }
+
+    /// The package.
+    pub fn package(&self) -> &Arc<Package> {
+        &self.package
+    }
+
+    /// Starts an instance, trying up to [`INIT_ATTEMPTS`] fresh instances before giving up.
+    /// `trace_id` is the request that caused the cold start (a fresh id when `None`).
+    pub async fn start_instance(
+        &self,
+        trace_id: Option<String>,
+    ) -> Result<Arc<Instance>, InitError> {
+        let trace_id = trace_id.unwrap_or_else(crate::invocation::new_request_id);
+        let mut last = None;
+        for attempt in 1..=INIT_ATTEMPTS {
+            match Instance::start(self, &trace_id).await {
+                Ok(instance) => return Ok(Arc::new(instance)),
+                Err(mut err) => {
+                    tracing::warn!(function = %self.package.config.func_name, attempt, error = %err, "init failed");
+                    err.attempts = attempt;
+                    last = Some(err);
+                    if self.engine.cancel.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}

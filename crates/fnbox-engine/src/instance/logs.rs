@@ -1,0 +1,105 @@
+//! Routes every output line of an instance: marked lines become telemetry (`[Function]` from
+//! the runtime, `[Extension]` from extensions), every line goes to fnbox's own output (the
+//! echo) and to the log of the invocations in flight (for the front door's log tail).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+
+use super::process::{LineSink, LogLine, Role};
+use crate::engine::LineEcho;
+use crate::telemetry::{Bus, Event};
+
+/// Marker that makes a runtime line a `function` event.
+pub const FUNCTION_MARKER: &str = "[Function]";
+/// Marker that makes an extension line an `extension` event.
+pub const EXTENSION_MARKER: &str = "[Extension]";
+/// Bytes of log kept per invocation (the front door returns the last 4 KiB).
+pub const LOG_KEEP_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Capture {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+/// Per-instance line router.
+pub struct LogRouter {
+    bus: Bus,
+    pod_name: String,
+    echo: Option<LineEcho>,
+    active: Mutex<HashMap<String, Capture>>,
+}
+
+impl LogRouter {
+    /// A router publishing to `bus`.
+    pub fn new(bus: Bus, pod_name: String, echo: Option<LineEcho>) -> Self {
+        Self {
+            bus,
+            pod_name,
+            echo,
+            active: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The sink handed to process readers.
+    pub fn sink(self: &Arc<Self>) -> LineSink {
+        let me = self.clone();
+        Arc::new(move |line| me.route(line))
+    }
+
+    fn route(&self, line: LogLine) {
+        if let Some(echo) = &self.echo {
+            echo(&self.pod_name, &line);
+        }
+        match &*line.role {
+            Role::Runtime => {
+                if line.text.contains(FUNCTION_MARKER) {
+                    self.bus.publish(Event::Function {
+                        time: Utc::now(),
+                        line: line.text.clone(),
+                    });
+                }
+                let mut active = self.active.lock().expect("log capture lock");
+                for cap in active.values_mut() {
+                    cap.bytes += line.text.len() + 1;
+                    cap.lines.push_back(line.text.clone());
+                    while cap.bytes > LOG_KEEP_BYTES {
+                        match cap.lines.pop_front() {
+                            Some(old) => cap.bytes -= old.len() + 1,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            Role::Extension(name) => {
+                if line.text.contains(EXTENSION_MARKER) {
+                    self.bus.publish(Event::Extension {
+                        time: Utc::now(),
+                        name: name.clone(),
+                        line: line.text,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Starts capturing the runtime's lines for an invocation.
+    pub fn begin(&self, request_id: &str) {
+        self.active
+            .lock()
+            .expect("log capture lock")
+            .insert(request_id.to_string(), Capture::default());
+    }
+
+    /// Stops capturing and returns what was captured.
+    pub fn end(&self, request_id: &str) -> Vec<String> {
+        self.active
+            .lock()
+            .expect("log capture lock")
+            .remove(request_id)
+            .map(|c| c.lines.into_iter().collect())
+            .unwrap_or_default()
+    }
+}

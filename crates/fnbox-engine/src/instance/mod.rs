@@ -1,0 +1,662 @@
+//! One execution environment: its API server, its processes, its memory group, its telemetry
+//! bus, and the init / invoke / shutdown phases of CONTRACT §3.
+//!
+//! # Layout
+//! - [`channel`]: the queue and in-flight table between the engine and the runtime API.
+//! - [`process`]: spawning, supervising and reading the output of processes.
+//! - [`env`]: the environment every process gets.
+//! - [`logs`]: routing output lines to telemetry, the log tail and fnbox's own output.
+
+pub mod channel;
+pub mod env;
+pub mod logs;
+pub mod process;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use fnbox_limits::MemoryGroup;
+use fnbox_package::Package;
+use nix::sys::signal::Signal;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::Function;
+use crate::invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult};
+use crate::launch::RuntimeKind;
+use crate::lifecycle::{State, Transition};
+use crate::telemetry::{Bus, Event, Phase, ReportMetrics, Status};
+use channel::{RuntimeChannel, RuntimeReply, Work, WorkKind};
+use logs::LogRouter;
+use process::{describe_exit, ProcessSpec, Role, Supervised};
+
+/// How often the OOM counter is checked while an invocation runs.
+const OOM_POLL: Duration = Duration::from_millis(50);
+
+/// What the dialect routers of one instance may use.
+pub struct InstanceApi {
+    /// The function's package.
+    pub package: Arc<Package>,
+    /// Name of this instance (`podName`).
+    pub pod_name: String,
+    /// The runtime's work queue.
+    pub runtime: RuntimeChannel,
+    /// The telemetry bus.
+    pub bus: Bus,
+    init_error: Mutex<Option<oneshot::Sender<Bytes>>>,
+    state: watch::Sender<State>,
+}
+
+impl InstanceApi {
+    /// The function URN.
+    pub fn urn(&self) -> String {
+        self.package.config.urn()
+    }
+
+    /// The lifecycle state now.
+    pub fn state(&self) -> State {
+        *self.state.borrow()
+    }
+
+    /// A runtime reported an init failure; returns false when init is already over.
+    pub fn fail_init(&self, body: Bytes) -> bool {
+        match self.init_error.lock().expect("init_error lock").take() {
+            Some(tx) => tx.send(body).is_ok(),
+            None => false,
+        }
+    }
+}
+
+/// Why an instance could not be started.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("init failed ({status}) after {attempts} attempt(s): {error_type}: {message}", status = .status.as_str())]
+pub struct InitError {
+    /// Telemetry status of the last attempt.
+    pub status: Status,
+    /// e.g. `Runtime.ExitError`, `Sandbox.Timedout`, or the runtime's own errorType.
+    pub error_type: String,
+    /// What happened, for the caller.
+    pub message: String,
+    /// Instances tried.
+    pub attempts: u32,
+    /// The runtime's error body when it posted one.
+    pub body: Option<Bytes>,
+}
+
+impl InitError {
+    fn new(status: Status, error_type: &str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            error_type: error_type.into(),
+            message: message.into(),
+            attempts: 1,
+            body: None,
+        }
+    }
+}
+
+/// The instance cannot take an invocation now.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("instance {pod_name} cannot take an invocation: it is {state:?}")]
+pub struct NotReady {
+    /// Which instance.
+    pub pod_name: String,
+    /// Its state.
+    pub state: State,
+}
+
+/// A running instance.
+pub struct Instance {
+    api: Arc<InstanceApi>,
+    api_addr: SocketAddr,
+    runtime: Supervised,
+    extensions: Vec<Supervised>,
+    memory: MemoryGroup,
+    logs: Arc<LogRouter>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    timeout: Duration,
+    memory_size_mb: u32,
+    concurrency: u32,
+    grace: Duration,
+    started: Instant,
+    invocations: std::sync::atomic::AtomicU64,
+}
+
+impl Instance {
+    /// Runs the init phase once (CONTRACT §3); on failure everything started is torn down.
+    pub(crate) async fn start(function: &Function, trace_id: &str) -> Result<Instance, InitError> {
+        let engine = &function.engine;
+        let package = function.package.clone();
+        let config = &package.config;
+        let pod_name = format!(
+            "{}-{}-{}",
+            config.func_name,
+            config.memory_size,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let cancel = engine.cancel.child_token();
+        let tracker = TaskTracker::new();
+        let bus = Bus::new(tracker.clone(), cancel.clone());
+        let started = Instant::now();
+        let start_wall = Utc::now();
+        bus.publish(Event::Start {
+            phase: Phase::Init,
+            time: start_wall,
+            trace_id: trace_id.to_string(),
+        });
+
+        let memory = engine
+            .config
+            .memory
+            .create_group(&pod_name, config.memory_bytes())
+            .map_err(|e| InitError::new(Status::Failure, "Sandbox.LimitError", e.to_string()))?;
+
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = Arc::new(InstanceApi {
+            package: package.clone(),
+            pod_name: pod_name.clone(),
+            runtime: RuntimeChannel::new(config.concurrent_num as usize * 2),
+            bus: bus.clone(),
+            init_error: Mutex::new(Some(init_tx)),
+            state: watch::channel(State::Initializing).0,
+        });
+
+        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
+            .await
+            .map_err(|e| {
+                InitError::new(
+                    Status::Failure,
+                    "Sandbox.ApiError",
+                    format!("cannot bind the instance API: {e}"),
+                )
+            })?;
+        let api_addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let router = function.dialect.instance_router(api.clone());
+        let server_cancel = cancel.clone();
+        tracker.spawn(async move {
+            let serve = axum::serve(listener, router)
+                .with_graceful_shutdown(server_cancel.cancelled_owned());
+            if let Err(e) = serve.await {
+                tracing::warn!(error = %e, "instance API server failed");
+            }
+        });
+
+        let logs = Arc::new(LogRouter::new(
+            bus.clone(),
+            pod_name.clone(),
+            engine.config.echo.clone(),
+        ));
+        let env = env::instance_env(&package, api_addr, engine.config.host_path.as_deref());
+        let mut instance_parts = Parts {
+            extensions: Vec::new(),
+            runtime: None,
+        };
+        let deadline = tokio::time::Instant::now()
+            + engine.config.extension_init_timeout
+            + Duration::from_secs(config.initializer_timeout as u64);
+
+        let result = async {
+            let spec = ProcessSpec {
+                program: function.launch.program.clone(),
+                args: function.launch.args.clone(),
+                cwd: package.root.clone(),
+                env: env.clone(),
+                role: Role::Runtime,
+            };
+            let mut polls = api.runtime.polls();
+            let runtime = process::spawn(spec, &memory, logs.sink(), &tracker).map_err(|e| {
+                InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string())
+            })?;
+            let runtime = instance_parts.runtime.insert(runtime);
+            if function.launch.kind == RuntimeKind::HttpServer {
+                // fnbox plays the runtime-API client and forwards each invocation to port 8000.
+                tracker.spawn(crate::http_bridge::run(api.clone(), cancel.clone()));
+            }
+            wait_init(
+                runtime,
+                &mut polls,
+                init_rx,
+                deadline,
+                &memory,
+                function.launch.kind,
+            )
+            .await?;
+            if function.launch.runs_initializer && config.initializer_handler.is_some() {
+                run_initializer(&api, runtime, deadline, config.initializer_timeout, &memory)
+                    .await?;
+            }
+            Ok::<(), InitError>(())
+        }
+        .await;
+
+        let end_wall = Utc::now();
+        let metrics =
+            ReportMetrics::new(started.elapsed(), memory.peak_bytes(), config.memory_size);
+        let (status, error_type) = match &result {
+            Ok(()) => (Status::Success, None),
+            Err(e) => (e.status, Some(e.error_type.clone())),
+        };
+        bus.publish(Event::RuntimeDone {
+            phase: Phase::Init,
+            time: end_wall,
+            trace_id: trace_id.to_string(),
+            status,
+            error_type: error_type.clone(),
+        });
+        bus.publish(Event::Report {
+            phase: Phase::Init,
+            start: start_wall,
+            end: end_wall,
+            trace_id: trace_id.to_string(),
+            status,
+            error_type,
+            metrics,
+            pod_name: pod_name.clone(),
+        });
+
+        let instance = Instance {
+            api,
+            api_addr,
+            runtime: match instance_parts.runtime.take() {
+                Some(r) => r,
+                None => {
+                    // The runtime never started: nothing to supervise.
+                    cancel.cancel();
+                    let _ = bus.close(engine.config.shutdown_grace).await;
+                    tracker.close();
+                    return Err(result.expect_err("no runtime means init failed"));
+                }
+            },
+            extensions: std::mem::take(&mut instance_parts.extensions),
+            memory,
+            logs,
+            tracker,
+            cancel,
+            timeout: config.timeout_duration(),
+            memory_size_mb: config.memory_size,
+            concurrency: config.concurrent_num,
+            grace: engine.config.shutdown_grace,
+            started,
+            invocations: Default::default(),
+        };
+        match result {
+            Ok(()) => {
+                instance.set_state(Transition::Ready);
+                Ok(instance)
+            }
+            Err(err) => {
+                instance.destroy().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// The dialect-facing state.
+    pub fn api(&self) -> &Arc<InstanceApi> {
+        &self.api
+    }
+
+    /// `127.0.0.1:<port>` of the instance API.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Name of the instance.
+    pub fn pod_name(&self) -> &str {
+        &self.api.pod_name
+    }
+
+    /// Lifecycle state.
+    pub fn state(&self) -> State {
+        self.api.state()
+    }
+
+    /// Process id (and process group id) of the runtime.
+    pub fn runtime_pid(&self) -> i32 {
+        self.runtime.pid
+    }
+
+    /// Invocations served so far.
+    pub fn invocations(&self) -> u64 {
+        self.invocations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Time since the instance started.
+    pub fn age(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Whether the instance can take another invocation now.
+    pub fn can_accept(&self) -> bool {
+        self.state().can_begin(self.concurrency)
+    }
+
+    fn set_state(&self, t: Transition) -> bool {
+        let mut ok = true;
+        self.api.state.send_modify(|s| match s.apply(t) {
+            Ok(next) => *s = next,
+            Err(e) => {
+                tracing::debug!(pod = %self.api.pod_name, error = %e, "transition refused");
+                ok = false;
+            }
+        });
+        ok
+    }
+
+    /// Runs one invocation (CONTRACT §3 "Invoke"). A fault destroys the instance before this
+    /// returns; a handler error leaves it ready.
+    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, NotReady> {
+        if !self.set_state(Transition::Begin {
+            limit: self.concurrency,
+        }) {
+            return Err(NotReady {
+                pod_name: self.api.pod_name.clone(),
+                state: self.state(),
+            });
+        }
+        self.invocations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bus = &self.api.bus;
+        let started = Instant::now();
+        let start_wall = Utc::now();
+        let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let deadline_epoch_ms =
+            (start_wall.timestamp_millis().max(0) as u64) + self.timeout.as_millis() as u64;
+        bus.publish(Event::Start {
+            phase: Phase::Invoke,
+            time: start_wall,
+            trace_id: req.request_id.clone(),
+        });
+        if self.concurrency == 1 {
+            self.memory.reset_peak();
+        }
+        let oom_before = self.memory.oom_kills();
+        self.logs.begin(&req.request_id);
+
+        let work = Work {
+            request_id: req.request_id.clone(),
+            body: req.event.clone(),
+            kind: WorkKind::Invoke(req.invoke_type),
+            deadline_epoch_ms,
+        };
+        let result = match self.api.runtime.submit(work).await {
+            Err(_) => InvokeResult::Fault(Fault {
+                kind: FaultKind::RuntimeExit,
+                message: "the runtime API is closed".into(),
+            }),
+            Ok(reply) => self.await_reply(reply, deadline, oom_before).await,
+        };
+        let result = match result {
+            // A process of the instance was OOM-killed even though the runtime answered.
+            InvokeResult::Ok(_) | InvokeResult::HandlerError(_)
+                if self.memory.oom_kills() > oom_before =>
+            {
+                InvokeResult::Fault(oom_fault())
+            }
+            other => other,
+        };
+        if let InvokeResult::Fault(fault) = &result {
+            self.api.runtime.abandon(&req.request_id);
+            tracing::info!(pod = %self.api.pod_name, request_id = %req.request_id, error = %fault.message, "invocation fault: destroying instance");
+            self.kill_all();
+        }
+        let done_wall = Utc::now();
+        bus.publish(Event::RuntimeDone {
+            phase: Phase::Invoke,
+            time: done_wall,
+            trace_id: req.request_id.clone(),
+            status: result.status(),
+            error_type: result.error_type(),
+        });
+        let metrics = ReportMetrics::new(
+            started.elapsed(),
+            self.memory.peak_bytes(),
+            self.memory_size_mb,
+        );
+        bus.publish(Event::Report {
+            phase: Phase::Invoke,
+            start: start_wall,
+            end: Utc::now(),
+            trace_id: req.request_id.clone(),
+            status: result.status(),
+            error_type: result.error_type(),
+            metrics,
+            pod_name: self.api.pod_name.clone(),
+        });
+        let log = self.logs.end(&req.request_id);
+        match &result {
+            InvokeResult::Fault(_) => {
+                self.set_state(Transition::Fail);
+            }
+            _ => {
+                self.set_state(Transition::Finish);
+            }
+        }
+        Ok(InvokeOutcome {
+            request_id: req.request_id,
+            result,
+            metrics,
+            log,
+        })
+    }
+
+    async fn await_reply(
+        &self,
+        reply: oneshot::Receiver<RuntimeReply>,
+        deadline: tokio::time::Instant,
+        oom_before: u64,
+    ) -> InvokeResult {
+        let mut oom_poll = tokio::time::interval(OOM_POLL);
+        oom_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(reply);
+        loop {
+            tokio::select! {
+                r = &mut reply => return match r {
+                    Ok(RuntimeReply::Response(body)) => InvokeResult::Ok(body),
+                    Ok(RuntimeReply::Error(body)) => InvokeResult::HandlerError(body),
+                    Err(_) => InvokeResult::Fault(Fault { kind: FaultKind::RuntimeExit, message: "the invocation was dropped by the instance".into() }),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    return InvokeResult::Fault(Fault {
+                        kind: FaultKind::Timeout,
+                        message: format!("invocation timed out after {}s", self.timeout.as_secs()),
+                    });
+                }
+                status = self.runtime.exited() => {
+                    return InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
+                }
+                _ = oom_poll.tick() => {
+                    if self.memory.oom_kills() > oom_before {
+                        return InvokeResult::Fault(oom_fault());
+                    }
+                }
+            }
+        }
+    }
+
+    fn kill_all(&self) {
+        self.runtime.signal_group(Signal::SIGKILL);
+        for ext in &self.extensions {
+            ext.signal_group(Signal::SIGKILL);
+        }
+        self.memory.kill_all();
+    }
+
+    /// Orderly shutdown (idle reclaim, fnbox stopping): SIGTERM, telemetry flushed within the
+    /// grace period, SIGKILL for whatever is left, then the API server stops.
+    pub async fn shutdown(&self) {
+        if !self.set_state(Transition::Shutdown) {
+            // Already dead (a fault): make sure nothing is left.
+            self.destroy().await;
+            return;
+        }
+        self.terminate().await;
+        self.set_state(Transition::Stopped);
+    }
+
+    /// Tears a failed instance down (faults, init failures).
+    async fn destroy(&self) {
+        self.set_state(Transition::Fail);
+        self.terminate().await;
+    }
+
+    async fn terminate(&self) {
+        let deadline = tokio::time::Instant::now() + self.grace;
+        self.runtime.signal_group(Signal::SIGTERM);
+        // The telemetry listener lives in an extension: flush before the extensions go.
+        let _ = self.api.bus.close(self.grace).await;
+        for ext in &self.extensions {
+            ext.signal_group(Signal::SIGTERM);
+        }
+        let all_exited = async {
+            self.runtime.exited().await;
+            for ext in &self.extensions {
+                ext.exited().await;
+            }
+        };
+        let floor = tokio::time::Instant::now() + Duration::from_millis(200);
+        if tokio::time::timeout_at(deadline.max(floor), all_exited)
+            .await
+            .is_err()
+        {
+            tracing::debug!(pod = %self.api.pod_name, "processes still running after the grace period: SIGKILL");
+        }
+        self.kill_all();
+        self.cancel.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(2), self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(pod = %self.api.pod_name, "instance tasks still running after shutdown");
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        // Last line of defence: no process outlives its instance.
+        self.kill_all();
+        self.cancel.cancel();
+    }
+}
+
+struct Parts {
+    extensions: Vec<Supervised>,
+    runtime: Option<Supervised>,
+}
+
+fn oom_fault() -> Fault {
+    Fault {
+        kind: FaultKind::OutOfMemory,
+        message: "runtime memory limit exceeded".into(),
+    }
+}
+
+async fn exit_fault(
+    status: std::process::ExitStatus,
+    memory: &MemoryGroup,
+    oom_before: u64,
+) -> Fault {
+    use std::os::unix::process::ExitStatusExt;
+    if status.signal() == Some(libc::SIGKILL) && memory.oom_kills() <= oom_before {
+        // The OOM counter may trail the kill by a moment (RSS sampling in particular).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if memory.oom_kills() > oom_before {
+        return oom_fault();
+    }
+    Fault {
+        kind: FaultKind::RuntimeExit,
+        message: format!("runtime exited unexpectedly ({})", describe_exit(status)),
+    }
+}
+
+/// Waits until the runtime first asks for work, or init fails.
+async fn wait_init(
+    runtime: &Supervised,
+    polls: &mut watch::Receiver<u64>,
+    init_rx: oneshot::Receiver<Bytes>,
+    deadline: tokio::time::Instant,
+    memory: &MemoryGroup,
+    kind: RuntimeKind,
+) -> Result<(), InitError> {
+    tokio::select! {
+        r = polls.wait_for(|n| *n > 0) => {
+            r.map_err(|_| InitError::new(Status::Failure, "Runtime.ExitError", "instance API closed during init"))?;
+            Ok(())
+        }
+        body = init_rx => {
+            let body = body.unwrap_or_default();
+            let parsed: fnbox_wire::fg::ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+            let error_type = if parsed.error_type.is_empty() { "Runtime.InitError".to_string() } else { parsed.error_type };
+            let message = if parsed.error_message.is_empty() { String::from_utf8_lossy(&body).into_owned() } else { parsed.error_message };
+            let mut err = InitError::new(Status::Error, &error_type, message);
+            err.body = Some(body);
+            Err(err)
+        }
+        status = runtime.exited() => {
+            let fault = exit_fault(status, memory, 0).await;
+            Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during init", fault.message)))
+        }
+        _ = tokio::time::sleep_until(deadline) => {
+            Err(InitError::new(Status::Timeout, "Sandbox.Timedout", match kind {
+                RuntimeKind::RuntimeApi => "init timed out: the runtime never asked for an invocation".to_string(),
+                RuntimeKind::HttpServer => format!("init timed out: bootstrap never accepted connections on 127.0.0.1:{}", crate::http_bridge::HTTP_PORT),
+            }))
+        }
+    }
+}
+
+/// Hands the initializer to a built-in runtime as its first work item, with its own deadline.
+async fn run_initializer(
+    api: &InstanceApi,
+    runtime: &Supervised,
+    init_deadline: tokio::time::Instant,
+    initializer_timeout: u32,
+    memory: &MemoryGroup,
+) -> Result<(), InitError> {
+    let timeout = Duration::from_secs(initializer_timeout as u64);
+    let deadline = (tokio::time::Instant::now() + timeout).min(init_deadline);
+    let work = Work {
+        request_id: crate::invocation::new_request_id(),
+        body: Bytes::from_static(b"{}"),
+        kind: WorkKind::Initializer,
+        deadline_epoch_ms: Utc::now().timestamp_millis().max(0) as u64 + timeout.as_millis() as u64,
+    };
+    let id = work.request_id.clone();
+    let reply = api
+        .runtime
+        .submit(work)
+        .await
+        .map_err(|e| InitError::new(Status::Failure, "Runtime.ExitError", e.to_string()))?;
+    let outcome = tokio::select! {
+        r = reply => match r {
+            Ok(RuntimeReply::Response(_)) => Ok(()),
+            Ok(RuntimeReply::Error(body)) => {
+                let parsed: fnbox_wire::fg::ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
+                let mut err = InitError::new(Status::Error, if parsed.error_type.is_empty() { "Function.InitializerError" } else { &parsed.error_type },
+                    format!("initializer failed: {}", if parsed.error_message.is_empty() { String::from_utf8_lossy(&body).into_owned() } else { parsed.error_message }));
+                err.body = Some(body);
+                Err(err)
+            }
+            Err(_) => Err(InitError::new(Status::Failure, "Runtime.ExitError", "initializer dropped")),
+        },
+        _ = tokio::time::sleep_until(deadline) => Err(InitError::new(Status::Timeout, "Sandbox.Timedout", format!("initializer timed out after {initializer_timeout}s"))),
+        status = runtime.exited() => {
+            let fault = exit_fault(status, memory, 0).await;
+            Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during the initializer", fault.message)))
+        }
+    };
+    if outcome.is_err() {
+        api.runtime.abandon(&id);
+    }
+    outcome
+}

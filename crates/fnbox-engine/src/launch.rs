@@ -1,0 +1,135 @@
+//! How an instance's runtime process is started, per runtime kind.
+//!
+//! The built-in Python and Node.js runtimes are compiled into the binary (`runtimes/` at the
+//! repository root) and written once to a per-user cache directory keyed by their content, so
+//! an fnbox binary is self-contained and two versions never share a stale file.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use fnbox_package::{Package, Runtime};
+
+const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/fnbox_runtime.py");
+const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/fnbox_runtime.js");
+
+/// What plays the runtime's part in an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeKind {
+    /// A process speaking the runtime API itself (`bootstrap`, built-in runtimes).
+    RuntimeApi,
+    /// An HTTP server on port 8000; fnbox bridges invocations to it.
+    HttpServer,
+}
+
+/// A runtime's program and arguments.
+#[derive(Clone, Debug)]
+pub struct Launch {
+    /// Program.
+    pub program: PathBuf,
+    /// Arguments.
+    pub args: Vec<std::ffi::OsString>,
+    /// Whether fnbox hands the initializer to the runtime as a separate first call (built-in
+    /// runtimes only; custom runtimes read `RUNTIME_INITIALIZER_HANDLER` themselves).
+    pub runs_initializer: bool,
+    /// Runtime API client or HTTP server.
+    pub kind: RuntimeKind,
+}
+
+/// The runtime cannot be started here.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// An interpreter is missing.
+    #[error("runtime {runtime} needs `{program}` on PATH, and none was found (PATH={path}); install it or use runtime: Custom with a bootstrap")]
+    InterpreterMissing {
+        /// Runtime name as configured.
+        runtime: String,
+        /// Program looked for.
+        program: String,
+        /// PATH searched.
+        path: String,
+    },
+    /// The embedded runtime could not be written to disk.
+    #[error("cannot write the built-in runtime to {path}: {source}")]
+    Cache {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl Launch {
+    /// Decides how to start the package's runtime.
+    pub fn resolve(package: &Package, host_path: Option<&str>) -> Result<Self, LaunchError> {
+        let path = host_path.unwrap_or("/usr/local/bin:/usr/bin:/bin");
+        let builtin =
+            |interpreter: &str, file: &str, source: &str| -> Result<Launch, LaunchError> {
+                let program =
+                    which(interpreter, path).ok_or_else(|| LaunchError::InterpreterMissing {
+                        runtime: package.config.runtime_name.clone(),
+                        program: interpreter.into(),
+                        path: path.into(),
+                    })?;
+                let script = cached_runtime(file, source)?;
+                Ok(Launch {
+                    program,
+                    args: vec![script.into()],
+                    runs_initializer: true,
+                    kind: RuntimeKind::RuntimeApi,
+                })
+            };
+        match &package.config.runtime {
+            Runtime::Custom => Ok(Launch {
+                program: package.bootstrap(),
+                args: Vec::new(),
+                runs_initializer: false,
+                kind: RuntimeKind::RuntimeApi,
+            }),
+            Runtime::Http => Ok(Launch {
+                program: package.bootstrap(),
+                args: Vec::new(),
+                runs_initializer: false,
+                kind: RuntimeKind::HttpServer,
+            }),
+            Runtime::Python { .. } => builtin("python3", "fnbox_runtime.py", PYTHON_RUNTIME),
+            Runtime::Node { .. } => builtin("node", "fnbox_runtime.js", NODE_RUNTIME),
+        }
+    }
+}
+
+/// Writes an embedded runtime to `<cache>/fnbox-runtimes-<uid>/<hash>/<file>` once.
+fn cached_runtime(file: &str, source: &str) -> Result<PathBuf, LaunchError> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    source.hash(&mut h);
+    let base = std::env::temp_dir().join(format!("fnbox-runtimes-{}", nix::unistd::getuid()));
+    let dir = base.join(format!("{:016x}", h.finish()));
+    let path = dir.join(file);
+    if std::fs::read_to_string(&path)
+        .map(|s| s == source)
+        .unwrap_or(false)
+    {
+        return Ok(path);
+    }
+    let io = |e| LaunchError::Cache {
+        path: path.clone(),
+        source: e,
+    };
+    std::fs::create_dir_all(&dir).map_err(io)?;
+    let tmp = dir.join(format!(".{file}.{}", std::process::id()));
+    std::fs::write(&tmp, source).map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok(path)
+}
+
+/// Finds `program` in `path` (a `PATH`-style list).
+pub fn which(program: &str, path: &str) -> Option<PathBuf> {
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(program))
+        .find(|p| {
+            use std::os::unix::fs::PermissionsExt;
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}

@@ -1,0 +1,331 @@
+//! Instance lifecycle through the FunctionGraph dialect, with real processes: happy path,
+//! handler errors, crashes, timeouts, init failures, memory limits, payload limits.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use fnbox_engine::{Engine, EngineConfig, FaultKind, Function, InvokeRequest, InvokeResult};
+use fnbox_limits::MemoryController;
+use fnbox_testkit::{process_alive, wait_until, FixturePackage};
+
+fn function_with(pkg: &FixturePackage, memory: MemoryController) -> Function {
+    let package = Arc::new(fnbox_package::load(pkg.path()).expect("fixture package loads"));
+    let mut config = EngineConfig::new(memory);
+    config.host_path = std::env::var("PATH").ok();
+    Function::new(
+        Engine::new(config),
+        package,
+        Arc::new(fnbox_fg::FunctionGraph),
+    )
+    .expect("function")
+}
+
+fn function(pkg: &FixturePackage) -> Function {
+    function_with(pkg, MemoryController::detect())
+}
+
+fn ok_body(result: &InvokeResult) -> String {
+    match result {
+        InvokeResult::Ok(b) => String::from_utf8_lossy(b).into_owned(),
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+const ECHO: &str = r#"
+while next; do respond "$REQUEST_ID" "{\"echo\":$BODY,\"pid\":$$}"; done
+"#;
+
+#[tokio::test]
+async fn n_invocations_in_one_instance() {
+    let pkg = FixturePackage::bash("func_name: echo\n", ECHO);
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.expect("init");
+    let pid = inst.runtime_pid();
+    for i in 0..3 {
+        let out = inst
+            .invoke(InvokeRequest::sync(format!("{{\"n\":{i}}}")))
+            .await
+            .unwrap();
+        assert_eq!(
+            ok_body(&out.result),
+            format!("{{\"echo\":{{\"n\":{i}}},\"pid\":{pid}}}")
+        );
+        assert!(out.metrics.duration_ms > 0.0);
+        assert!(out.metrics.billed_duration_ms >= 1);
+        assert!(
+            out.metrics.memory_used_mb > 0.0,
+            "memory used is measured: {:?}",
+            out.metrics
+        );
+        assert_eq!(out.metrics.memory_size_mb, 128);
+    }
+    assert_eq!(inst.invocations(), 3);
+    assert_eq!(
+        inst.runtime_pid(),
+        pid,
+        "same instance served all invocations"
+    );
+    inst.shutdown().await;
+    assert!(
+        wait_until(Duration::from_secs(3), || !process_alive(pid)).await,
+        "runtime gone after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn handler_error_keeps_the_instance() {
+    let pkg = FixturePackage::bash(
+        "func_name: failer\n",
+        r#"
+while next; do
+  case "$BODY" in
+    *boom*) fail "$REQUEST_ID" '{"errorType":"ValueError","errorMessage":"boom","stackTrace":["line 1"]}' ;;
+    *) respond "$REQUEST_ID" '"fine"' ;;
+  esac
+done"#,
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.unwrap();
+    let out = inst
+        .invoke(InvokeRequest::sync(r#"{"boom":1}"#))
+        .await
+        .unwrap();
+    match &out.result {
+        InvokeResult::HandlerError(body) => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["errorType"], "ValueError");
+            assert_eq!(v["errorMessage"], "boom");
+        }
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    assert_eq!(out.result.error_type().as_deref(), Some("ValueError"));
+    assert!(
+        inst.can_accept(),
+        "a handler error leaves the instance ready"
+    );
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(ok_body(&out.result), "\"fine\"");
+    inst.shutdown().await;
+}
+
+async fn assert_exit_fault(script: &str, expect_in_message: &str) {
+    let pkg = FixturePackage::bash("func_name: crasher\n", script);
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.unwrap();
+    let pid = inst.runtime_pid();
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    match &out.result {
+        InvokeResult::Fault(fault) => {
+            assert_eq!(fault.kind, FaultKind::RuntimeExit);
+            assert_eq!(fault.error_type(), "Runtime.ExitError");
+            assert!(
+                fault.message.contains(expect_in_message),
+                "message: {}",
+                fault.message
+            );
+        }
+        other => panic!("expected a fault, got {other:?}"),
+    }
+    assert!(
+        !inst.can_accept(),
+        "a crashed instance takes no more invocations"
+    );
+    assert!(inst.invoke(InvokeRequest::sync("{}")).await.is_err());
+    // The next invocation gets a fresh instance.
+    let next = f.start_instance(None).await.unwrap();
+    assert_ne!(next.runtime_pid(), pid);
+    next.shutdown().await;
+}
+
+#[tokio::test]
+async fn crash_mid_invoke_replaces_the_instance() {
+    assert_exit_fault("next; echo 'crashing now' >&2; exit 3", "exit code 3").await;
+}
+
+#[tokio::test]
+async fn exit_zero_mid_invoke_is_a_fault_too() {
+    assert_exit_fault("next; exit 0", "exit code 0").await;
+}
+
+#[tokio::test]
+async fn timeout_kills_the_whole_process_group() {
+    let pkg = FixturePackage::bash(
+        "func_name: sleeper\ntimeout: 3\n",
+        r#"
+next
+sleep 1000 &
+echo $! > "$RUNTIME_CODE_ROOT/child.pid"
+wait"#,
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.unwrap();
+    let pid = inst.runtime_pid();
+    let started = std::time::Instant::now();
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    let elapsed = started.elapsed();
+    match &out.result {
+        InvokeResult::Fault(fault) => {
+            assert_eq!(fault.kind, FaultKind::Timeout);
+            assert_eq!(fault.message, "invocation timed out after 3s");
+            assert_eq!(fault.error_type(), "Sandbox.Timedout");
+        }
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    assert!(
+        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(10),
+        "took {elapsed:?}"
+    );
+    let child: i32 = std::fs::read_to_string(pkg.path().join("child.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(3), || !process_alive(pid)
+            && !process_alive(child))
+        .await,
+        "no orphan left: runtime {pid} and child {child} are gone"
+    );
+}
+
+#[tokio::test]
+async fn init_failure_is_retried_three_times_then_reported() {
+    let pkg = FixturePackage::bash(
+        "func_name: badinit\n",
+        r#"echo attempt >> "$RUNTIME_CODE_ROOT/attempts"; echo "cannot start" >&2; exit 2"#,
+    );
+    let f = function(&pkg);
+    let err = f.start_instance(None).await.err().expect("init must fail");
+    assert_eq!(err.attempts, 3);
+    assert_eq!(err.error_type, "Runtime.ExitError");
+    assert!(err.message.contains("exit code 2"), "{}", err.message);
+    let attempts = std::fs::read_to_string(pkg.path().join("attempts")).unwrap();
+    assert_eq!(
+        attempts.lines().count(),
+        3,
+        "three fresh instances were tried"
+    );
+}
+
+#[tokio::test]
+async fn init_error_endpoint_fails_the_init_with_the_runtime_message() {
+    let pkg = FixturePackage::bash(
+        "func_name: initerr\n",
+        r#"http POST /v1/runtime/init/error '{"errorType":"Runtime.ImportModuleError","errorMessage":"no module named x"}'; sleep 5"#,
+    );
+    let f = function(&pkg);
+    let err = f.start_instance(None).await.err().expect("init must fail");
+    assert_eq!(err.error_type, "Runtime.ImportModuleError");
+    assert_eq!(err.message, "no module named x");
+    assert_eq!(err.attempts, 3);
+}
+
+const ALLOCATE: &str = r#"
+next
+python3 -c "
+import time
+chunks = []
+for i in range(60):
+    chunks.append(bytearray(10 * 1024 * 1024))
+    time.sleep(0.01)
+"
+respond "$REQUEST_ID" '"survived"'
+"#;
+
+async fn assert_oom(memory: MemoryController) {
+    let pkg = FixturePackage::bash("func_name: hog\nmemory_size: 128\ntimeout: 10\n", ALLOCATE);
+    let f = function_with(&pkg, memory);
+    let inst = f.start_instance(None).await.unwrap();
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    match &out.result {
+        InvokeResult::Fault(fault) => {
+            assert_eq!(fault.kind, FaultKind::OutOfMemory, "{fault:?}");
+            assert_eq!(fault.message, "runtime memory limit exceeded");
+            assert_eq!(fault.error_type(), "Runtime.OutOfMemory");
+        }
+        other => panic!("expected an OOM fault, got {other:?}"),
+    }
+    // fnbox keeps running: a new instance of the same function starts.
+    let next = f
+        .start_instance(None)
+        .await
+        .expect("a fresh instance after an OOM");
+    next.shutdown().await;
+}
+
+#[tokio::test]
+async fn allocation_past_the_limit_is_an_oom_in_cgroup_mode() {
+    match MemoryController::cgroup() {
+        Ok(m) => assert_oom(m).await,
+        Err(e) => eprintln!("SKIPPED: no cgroup on this machine: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn allocation_past_the_limit_is_an_oom_in_rss_mode() {
+    assert_oom(MemoryController::rss_sampling("test")).await;
+}
+
+#[tokio::test]
+async fn response_over_6_mib_is_refused_with_413() {
+    let pkg = FixturePackage::bash(
+        "func_name: big\ntimeout: 10\n",
+        r#"
+next
+id=$REQUEST_ID
+big=$(head -c 6291457 /dev/zero | tr '\0' a)
+respond "$id" "$big"
+echo "$STATUS" > "$RUNTIME_CODE_ROOT/status"
+respond "$id" '"small"'
+sleep 5"#,
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.unwrap();
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(pkg.path().join("status"))
+            .unwrap()
+            .trim(),
+        "413"
+    );
+    assert_eq!(
+        ok_body(&out.result),
+        "\"small\"",
+        "the invocation stays open after a refused body"
+    );
+    inst.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_request_id_is_404_and_a_second_answer_too() {
+    let pkg = FixturePackage::bash(
+        "func_name: unknown\n",
+        r#"
+next
+id=$REQUEST_ID
+respond "not-a-request" '"x"'
+echo "$STATUS" > "$RUNTIME_CODE_ROOT/unknown"
+respond "$id" '"first"'
+respond "$id" '"second"'
+echo "$STATUS" > "$RUNTIME_CODE_ROOT/again"
+sleep 5"#,
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.unwrap();
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(ok_body(&out.result), "\"first\"");
+    assert!(wait_until(Duration::from_secs(3), || pkg.path().join("again").exists()).await);
+    assert_eq!(
+        std::fs::read_to_string(pkg.path().join("unknown"))
+            .unwrap()
+            .trim(),
+        "404"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pkg.path().join("again"))
+            .unwrap()
+            .trim(),
+        "404"
+    );
+    inst.shutdown().await;
+}

@@ -1,0 +1,615 @@
+#!/usr/bin/env python3
+# -*- coding: utf-8 -*-
+"""fnbox built-in Python event runtime (FunctionGraph dialect).
+
+Self-contained, standard library only, Python 3.8+.  fnbox starts it as
+``python3 fnbox_runtime.py`` with the working directory set to the function's
+code root.  It imports the handler named by RUNTIME_HANDLER once, then loops
+over the instance's runtime API (RUNTIME_API_ADDR):
+
+    GET  /v1/runtime/invocation/request          next event (long poll)
+    POST /v1/runtime/invocation/response/<id>    result
+    POST /v1/runtime/invocation/error/<id>       {"errorType","errorMessage","stackTrace"}
+    POST /v1/runtime/init/error                  import / handler resolution failure
+
+An invocation whose ``X-CFF-Invoke-Type`` is ``initializer`` runs the
+initializer (RUNTIME_INITIALIZER_HANDLER) instead of the handler.
+"""
+
+import asyncio
+import datetime
+import http.client
+import importlib
+import importlib.util
+import inspect
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+API_PREFIX = "/v1/runtime"
+RETRY_DELAY_S = 0.05
+API_GONE_AFTER_S = 5.0
+RUNTIME_FILE = os.path.abspath(__file__)
+IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep
+
+_out_lock = threading.Lock()
+
+
+# --------------------------------------------------------------------------- utilities
+
+def _env(name, default=""):
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_int(name, default):
+    try:
+        return int(float(_env(name, str(default))))
+    except (TypeError, ValueError):
+        return default
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _utc_stamp():
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+
+
+def _flush():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _eprint(text):
+    with _out_lock:
+        try:
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            sys.stderr.flush()
+        except Exception:
+            pass
+
+
+def _hard_exit(code):
+    _flush()
+    os._exit(code)
+
+
+def _is_runtime_frame(filename):
+    if not filename:
+        return False
+    if filename.startswith("<frozen importlib"):
+        return True
+    try:
+        path = os.path.abspath(filename)
+        return path == RUNTIME_FILE or path.startswith(IMPORTLIB_DIR)
+    except Exception:
+        return False
+
+
+def _user_frames(tb):
+    return [f for f in traceback.extract_tb(tb) if not _is_runtime_frame(f.filename)]
+
+
+def _stack_lines(exc):
+    """The user's traceback as a list of lines (runtime frames removed)."""
+    lines = []
+    for entry in traceback.format_list(_user_frames(exc.__traceback__)):
+        lines.extend(entry.rstrip("\n").split("\n"))
+    if isinstance(exc, SyntaxError):
+        # File / line / caret of the offending source, without the final "SyntaxError: ..." line.
+        only = "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n").split("\n")
+        lines.extend(only[:-1])
+    return lines
+
+
+def _format_traceback(exc):
+    text = ["Traceback (most recent call last):\n"]
+    text.extend(traceback.format_list(_user_frames(exc.__traceback__)))
+    text.extend(traceback.format_exception_only(type(exc), exc))
+    return "".join(text)
+
+
+# --------------------------------------------------------------------------- runtime API client
+
+class ApiGone(Exception):
+    pass
+
+
+class ApiClient(object):
+    """One keep-alive HTTP/1.1 connection to the runtime API (one per worker thread)."""
+
+    def __init__(self, addr):
+        host, _, port = addr.rpartition(":")
+        if not host:
+            host, port = addr, "80"
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.conn = None
+
+    def _close(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+        self.conn = None
+
+    def _request_once(self, method, path, body, headers):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection(self.host, self.port)  # no timeout: long poll
+        self.conn.request(method, path, body=body, headers=headers or {})
+        resp = self.conn.getresponse()
+        data = resp.read()
+        if resp.will_close:
+            self._close()
+        return resp, data
+
+    def request(self, method, path, body=None, headers=None):
+        """Send one request; retry connection errors every 50 ms, raise ApiGone after ~5 s."""
+        failing_since = None
+        while True:
+            try:
+                return self._request_once(method, path, body, headers)
+            except (OSError, http.client.HTTPException):
+                self._close()
+                now = time.monotonic()
+                if failing_since is None:
+                    # A stale keep-alive connection fails once: retry at once.
+                    failing_since = now
+                    continue
+                if now - failing_since > API_GONE_AFTER_S:
+                    raise ApiGone()
+                time.sleep(RETRY_DELAY_S)
+
+    def post(self, path, body, content_type="application/json"):
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        resp, data = self.request("POST", path, body, {"Content-Type": content_type})
+        return resp.status, data
+
+
+# --------------------------------------------------------------------------- context
+
+class Logger(object):
+    def __init__(self, request_id):
+        self._request_id = request_id
+
+    def _log(self, level, msg, args):
+        text = msg if isinstance(msg, str) else str(msg)
+        if len(args) == 1 and isinstance(args[0], dict) and args[0]:
+            args = args[0]
+        if args:
+            try:
+                text = text % args
+            except Exception:
+                text = " ".join([text] + [str(a) for a in args])
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+        line = "%s %s %s %s\n" % (_utc_stamp(), self._request_id, level, text)
+        with _out_lock:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+
+    def info(self, msg, *args):
+        self._log("INFO", msg, args)
+
+    def warn(self, msg, *args):
+        self._log("WARN", msg, args)
+
+    warning = warn
+
+    def error(self, msg, *args):
+        self._log("ERROR", msg, args)
+
+    def debug(self, msg, *args):
+        self._log("DEBUG", msg, args)
+
+
+def _load_user_data():
+    try:
+        data = json.loads(_env("RUNTIME_USERDATA", "{}"))
+        return data if isinstance(data, dict) else {}
+    except ValueError:
+        return {}
+
+
+class Context(object):
+    """FunctionGraph's event-function context (camelCase methods, as on the platform)."""
+
+    def __init__(self, request_id, invoke_type, headers, timeout_s):
+        self._request_id = request_id
+        self._invoke_type = invoke_type
+        self._start_ms = _now_ms()
+        self._timeout_s = timeout_s
+        deadline = headers.get("x-cff-deadline-ms", "")
+        try:
+            self._deadline_ms = int(float(deadline)) if deadline else None
+        except ValueError:
+            self._deadline_ms = None
+        self._access_key = headers.get("x-cff-access-key", "")
+        self._secret_key = headers.get("x-cff-secret-key", "")
+        self._auth_token = headers.get("x-cff-auth-token", "")
+        self._security_token = headers.get("x-cff-security-token", "")
+        self._logger = Logger(request_id)
+
+    def getRequestID(self):
+        return self._request_id
+
+    def getRemainingTimeInMilliSeconds(self):
+        if self._deadline_ms is not None:
+            remaining = self._deadline_ms - _now_ms()
+        else:
+            remaining = self._timeout_s * 1000 + self._start_ms - _now_ms()
+        return max(0, int(remaining))
+
+    def getRunningTimeInSeconds(self):
+        return _env_int("RUNTIME_TIMEOUT", 3)
+
+    def getMemorySize(self):
+        return _env_int("RUNTIME_MEMORY", 128)
+
+    def getCPUNumber(self):
+        return _env_int("RUNTIME_CPU", 300)
+
+    def getUserData(self, key, default=None):
+        return USER_DATA.get(key, default)
+
+    def getFunctionName(self):
+        return _env("RUNTIME_FUNC_NAME")
+
+    def getVersion(self):
+        return _env("RUNTIME_FUNC_VERSION", "latest")
+
+    def getPackage(self):
+        return _env("RUNTIME_PACKAGE", "default")
+
+    def getProjectID(self):
+        return _env("RUNTIME_PROJECT_ID")
+
+    def getAlias(self):
+        return ""
+
+    def getInvokeType(self):
+        return self._invoke_type
+
+    def getAccessKey(self):
+        return self._access_key
+
+    def getSecretKey(self):
+        return self._secret_key
+
+    def getSecurityAccessKey(self):
+        return self._access_key
+
+    def getSecuritySecretKey(self):
+        return self._secret_key
+
+    def getSecurityToken(self):
+        return self._security_token
+
+    def getToken(self):
+        return self._auth_token
+
+    def getLogger(self):
+        return self._logger
+
+
+USER_DATA = _load_user_data()
+
+
+# --------------------------------------------------------------------------- loading user code
+
+class InitError(Exception):
+    def __init__(self, error_type, message, stack=None, cause=None):
+        Exception.__init__(self, message)
+        self.error_type = error_type
+        self.message = message
+        self.stack = stack or []
+        self.cause = cause
+
+
+def _module_file(code_root, modname):
+    base = os.path.join(code_root, *modname.split("."))
+    for candidate in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _import_user_module(code_root, modname):
+    existing = sys.modules.get(modname)
+    path = _module_file(code_root, modname)
+    if existing is not None and path is not None:
+        loaded_from = getattr(existing, "__file__", None)
+        if not loaded_from or os.path.abspath(loaded_from) != os.path.abspath(path):
+            # The user's file shadows a module the runtime already imported (e.g. json.py):
+            # load the user's file without replacing the runtime's module.
+            spec = importlib.util.spec_from_file_location(modname, path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    return importlib.import_module(modname)
+
+
+_module_cache = {}
+
+
+def resolve_function(code_root, spec, what):
+    """Resolve 'file.fn' / 'pkg.mod.fn' / 'dir/file.fn' to a callable or raise InitError."""
+    spec = spec.strip()
+    if "." not in spec:
+        raise InitError("Runtime.MalformedHandlerName",
+                        "Bad %s '%s': expected '<module>.<function>'" % (what, spec))
+    modpath, fname = spec.rsplit(".", 1)
+    modname = modpath.replace("\\", "/").strip("/").replace("/", ".")
+    if modname.endswith(".py"):
+        modname = modname[:-3]
+    if not modname or not fname:
+        raise InitError("Runtime.MalformedHandlerName",
+                        "Bad %s '%s': expected '<module>.<function>'" % (what, spec))
+    module = _module_cache.get(modname)
+    if module is None:
+        try:
+            module = _import_user_module(code_root, modname)
+        except SyntaxError as e:
+            raise InitError("Runtime.UserCodeSyntaxError",
+                            "Syntax error in module '%s': %s" % (modname, e),
+                            _stack_lines(e), e)
+        except ImportError as e:
+            raise InitError("Runtime.ImportModuleError",
+                            "Unable to import module '%s': %s" % (modname, e),
+                            _stack_lines(e), e)
+        except BaseException as e:
+            if isinstance(e, SystemExit):
+                raise
+            raise InitError("Runtime.ImportModuleError",
+                            "Unable to import module '%s': %s: %s" % (modname, type(e).__name__, e),
+                            _stack_lines(e), e)
+        _module_cache[modname] = module
+    fn = getattr(module, fname, None)
+    if fn is None:
+        raise InitError("Runtime.HandlerNotFound",
+                        "%s '%s' missing on module '%s'" % (what.capitalize(), fname, modname))
+    if not callable(fn):
+        raise InitError("Runtime.HandlerNotFound",
+                        "%s '%s' on module '%s' is not callable (%s)"
+                        % (what.capitalize(), fname, modname, type(fn).__name__))
+    return fn
+
+
+# --------------------------------------------------------------------------- async support
+
+_loop = None
+_loop_started = False
+_loop_lock = threading.Lock()
+
+
+def _install_main_loop():
+    """Create the shared loop before user code is imported and make it the main thread's
+    current loop, so module-level asyncio objects belong to the loop coroutine handlers run on."""
+    global _loop
+    _loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(_loop)
+
+
+def _event_loop():
+    """The shared asyncio loop, running in a daemon thread, used for every coroutine handler."""
+    global _loop, _loop_started
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop, _loop_started = asyncio.new_event_loop(), False
+        if not _loop_started:
+            loop = _loop
+            ready = threading.Event()
+
+            def run():
+                asyncio.set_event_loop(loop)
+                ready.set()
+                loop.run_forever()
+
+            threading.Thread(target=run, name="fnbox-asyncio", daemon=True).start()
+            ready.wait()
+            _loop_started = True
+        return _loop
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def _call_user(fn, *args):
+    result = fn(*args)
+    if inspect.isawaitable(result):
+        future = asyncio.run_coroutine_threadsafe(_await(result), _event_loop())
+        result = future.result()
+    return result
+
+
+# --------------------------------------------------------------------------- invocation loop
+
+def _serialize(result):
+    """Return (body bytes, content type); raises on non-serialisable results."""
+    if isinstance(result, (bytes, bytearray, memoryview)):
+        return bytes(result), "application/octet-stream"
+    if isinstance(result, str):
+        return result.encode("utf-8"), "text/plain; charset=utf-8"
+    return json.dumps(result, ensure_ascii=False, allow_nan=False).encode("utf-8"), "application/json"
+
+
+def _error_body(error_type, message, stack):
+    return json.dumps({"errorType": error_type, "errorMessage": message, "stackTrace": stack},
+                      ensure_ascii=False)
+
+
+def _parse_event(body):
+    if not body or not body.strip():
+        return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body.decode("utf-8", "replace")
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _exit_code(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code
+    _eprint(str(code))
+    return 1
+
+
+class Runtime(object):
+    def __init__(self):
+        self.code_root = os.path.abspath(_env("RUNTIME_CODE_ROOT", os.getcwd()))
+        self.api_addr = _env("RUNTIME_API_ADDR", "127.0.0.1:8080")
+        self.handler_spec = _env("RUNTIME_HANDLER", "index.handler")
+        self.initializer_spec = _env("RUNTIME_INITIALIZER_HANDLER", "")
+        self.timeout_s = _env_int("RUNTIME_TIMEOUT", 3)
+        self.init_timeout_s = _env_int("RUNTIME_INITIALIZER_TIMEOUT", 3)
+        self.handler = None
+        self.initializer = None
+
+    # ---- start-up
+
+    def load(self):
+        if self.code_root not in sys.path:
+            sys.path.insert(0, self.code_root)
+        try:
+            self.handler = resolve_function(self.code_root, self.handler_spec, "handler")
+            if self.initializer_spec:
+                self.initializer = resolve_function(self.code_root, self.initializer_spec,
+                                                    "initializer")
+        except InitError as e:
+            self.report_init_error(e)
+        except SystemExit as e:
+            _hard_exit(_exit_code(e))
+
+    def report_init_error(self, err):
+        if err.cause is not None:
+            _eprint("[ERROR] %s: %s\n%s" % (err.error_type, err.message,
+                                            _format_traceback(err.cause)))
+        else:
+            _eprint("[ERROR] %s: %s" % (err.error_type, err.message))
+        try:
+            ApiClient(self.api_addr).post(API_PREFIX + "/init/error",
+                                          _error_body(err.error_type, err.message, err.stack))
+        except ApiGone:
+            pass
+        except Exception:
+            pass
+        _hard_exit(1)
+
+    # ---- loop
+
+    def worker(self):
+        # Synchronous handlers that call asyncio.get_event_loop() get a loop of their own.
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        client = ApiClient(self.api_addr)
+        while True:
+            try:
+                self.one_invocation(client)
+            except ApiGone:
+                _hard_exit(0)
+            except Exception as e:  # a bug in the runtime itself: log and keep serving
+                _eprint("[fnbox-runtime] internal error: %s\n%s"
+                        % (e, "".join(traceback.format_exception(type(e), e, e.__traceback__))))
+                time.sleep(RETRY_DELAY_S)
+
+    def one_invocation(self, client):
+        resp, body = client.request("GET", API_PREFIX + "/invocation/request")
+        if resp.status != 200:
+            time.sleep(RETRY_DELAY_S)
+            return
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        request_id = headers.get("x-cff-request-id", "").strip()
+        if not request_id:
+            time.sleep(RETRY_DELAY_S)
+            return
+        invoke_type = headers.get("x-cff-invoke-type", "").strip() or "sync"
+        is_init = invoke_type.lower() == "initializer"
+        ctx = Context(request_id, invoke_type, headers,
+                      self.init_timeout_s if is_init else self.timeout_s)
+        try:
+            try:
+                if is_init:
+                    if self.initializer is not None:
+                        _call_user(self.initializer, ctx)
+                    payload, ctype = b"", "application/octet-stream"
+                else:
+                    result = _call_user(self.handler, _parse_event(body), ctx)
+                    try:
+                        payload, ctype = _serialize(result)
+                    except Exception as e:
+                        self.post_error(client, request_id, "Runtime.ResultSerializationError",
+                                        "Unable to serialise the handler result: %s: %s"
+                                        % (type(e).__name__, e), [], None)
+                        return
+            except SystemExit as e:
+                _hard_exit(_exit_code(e))
+            except BaseException as e:
+                self.post_error(client, request_id, type(e).__name__, str(e), _stack_lines(e), e)
+                return
+            status, data = client.post(API_PREFIX + "/invocation/response/" + request_id,
+                                       payload, ctype)
+            if status == 413:
+                self.post_error(client, request_id, "Runtime.ResponseSizeTooLarge",
+                                "response body of %d bytes is over the limit" % len(payload),
+                                [], None)
+            elif status >= 300:
+                _eprint("[fnbox-runtime] posting the response of %s: HTTP %d %s"
+                        % (request_id, status, data[:200].decode("utf-8", "replace")))
+        finally:
+            _flush()
+
+    def post_error(self, client, request_id, error_type, message, stack, exc):
+        if exc is not None:
+            _eprint("[ERROR] %s %s: %s\n%s" % (request_id, error_type, message,
+                                               _format_traceback(exc)))
+        else:
+            _eprint("[ERROR] %s %s: %s" % (request_id, error_type, message))
+        status, data = client.post(API_PREFIX + "/invocation/error/" + request_id,
+                                   _error_body(error_type, message, stack))
+        if status >= 300:
+            _eprint("[fnbox-runtime] posting the error of %s: HTTP %d %s"
+                    % (request_id, status, data[:200].decode("utf-8", "replace")))
+
+
+def _on_sigterm(signum, frame):
+    _hard_exit(0)
+
+
+def main():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(line_buffering=True)
+        except Exception:
+            pass
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _install_main_loop()
+    runtime = Runtime()
+    runtime.load()
+    concurrency = max(1, _env_int("RUNTIME_CONCURRENCY", 1))
+    for i in range(concurrency):
+        threading.Thread(target=runtime.worker, name="fnbox-worker-%d" % i, daemon=True).start()
+    # The main thread only waits, so SIGTERM is handled promptly even while handlers run.
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
