@@ -54,15 +54,28 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) tracker: TaskTracker,
     pub(crate) cancel: CancellationToken,
+    /// Client for invoke pushes to extensions (keep-alive pooled).
+    pub(crate) client: PushClient,
 }
+
+/// The HTTP client the engine uses towards extensions.
+pub(crate) type PushClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Arc<Self> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(30))
+                .build_http();
         Arc::new(Self {
             config,
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            client,
         })
     }
 

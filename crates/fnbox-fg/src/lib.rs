@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! - [`api`]: one module per API surface, plus the single place errors become HTTP responses.
+//! - [`encode`]: FunctionGraph's telemetry JSON.
 
 pub mod api;
+pub mod encode;
 
 use std::sync::Arc;
 

@@ -23,8 +23,8 @@ PORT=${RUNTIME_API_ADDR##*:}
 http() {
   local method=$1 path=$2 body=${3-} line
   exec 3<>"/dev/tcp/$HOST/$PORT" || return 1
-  printf '%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s' \
-    "$method" "$path" "$RUNTIME_API_ADDR" "${#body}" "$body" >&3
+  printf '%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n%bContent-Length: %d\r\n\r\n%s' \
+    "$method" "$path" "$RUNTIME_API_ADDR" "${EXTRA:-}" "${#body}" "$body" >&3
   IFS=' ' read -r _ STATUS _ <&3
   REQUEST_ID=
   INVOKE_TYPE=
@@ -49,7 +49,48 @@ next() {
 }
 respond() { http POST "/v1/runtime/invocation/response/$1" "$2"; }
 fail() { http POST "/v1/runtime/invocation/error/$1" "$2"; }
+# register NAME ADDRESS: FunctionGraph extension registration.
+register() {
+  EXTRA="FunctionGraph-Extension-Name: $1\r\nFunctionGraph-Extension-Address: $2\r\n" http POST /extension/register ''
+}
+# subscribe BODY: telemetry subscription.
+subscribe() { http POST /telemetry "$1"; }
 "#;
+
+/// An HTTP/1.1 request from a test to fnbox (`Connection: close`); returns status and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
 
 /// A function package written to a temporary directory.
 pub struct FixturePackage {
@@ -149,7 +190,18 @@ pub struct Listener {
 impl Listener {
     /// Binds `127.0.0.1:port` (0 for any) and serves until the runtime ends.
     pub async fn start(port: u16, behaviour: Behaviour) -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        // A listener of a previous test may still be closing: retry briefly.
+        let mut tries = 0;
+        let listener = loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+                Ok(l) => break l,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let addr = listener.local_addr()?;
         let me = Self {
             addr,
@@ -167,8 +219,12 @@ impl Listener {
                 if let Behaviour::Status(code) = behaviour {
                     return axum::http::StatusCode::from_u16(code).unwrap();
                 }
-                let batch: Vec<serde_json::Value> =
-                    serde_json::from_slice(&body).unwrap_or_default();
+                // Telemetry batches are arrays; invoke pushes are single objects.
+                let batch = match serde_json::from_slice(&body) {
+                    Ok(serde_json::Value::Array(items)) => items,
+                    Ok(other) => vec![other],
+                    Err(_) => Vec::new(),
+                };
                 state.batches.lock().unwrap().push(batch);
                 axum::http::StatusCode::OK
             }

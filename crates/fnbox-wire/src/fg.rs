@@ -94,10 +94,11 @@ pub struct RegisterResponse {
     /// Always `latest` locally.
     #[serde(rename = "functionVersion")]
     pub function_version: String,
-    /// Configured handler.
+    /// Configured handler (absent from the documented example, hence the default).
+    #[serde(default)]
     pub handler: String,
     /// Empty on success.
-    #[serde(rename = "errorInfo")]
+    #[serde(rename = "errorInfo", default)]
     pub error_info: ErrorInfo,
 }
 
@@ -126,13 +127,13 @@ pub struct Subscriber {
 #[serde(deny_unknown_fields)]
 pub struct BufferingRequest {
     /// 1000..=10000.
-    #[serde(rename = "maxItems", default)]
+    #[serde(rename = "maxItems", default, skip_serializing_if = "Option::is_none")]
     pub max_items: Option<u64>,
     /// 262144..=1048576.
-    #[serde(rename = "maxBytes", default)]
+    #[serde(rename = "maxBytes", default, skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
     /// 25..=30000.
-    #[serde(rename = "timeoutMs", default)]
+    #[serde(rename = "timeoutMs", default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
 }
 
@@ -145,10 +146,10 @@ pub struct SubscribeRequest {
     /// Non-empty subset of `platform`, `function`, `extension`.
     pub types: Vec<String>,
     /// Batching limits.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buffering: Option<BufferingRequest>,
     /// `"doc"` asks for the seed document's literal spellings (CONTRACT §5).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compat: Option<String>,
 }
 

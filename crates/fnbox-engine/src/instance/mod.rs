@@ -9,6 +9,7 @@
 
 pub mod channel;
 pub mod env;
+pub mod extensions;
 pub mod logs;
 pub mod process;
 
@@ -31,6 +32,7 @@ use crate::launch::RuntimeKind;
 use crate::lifecycle::{State, Transition};
 use crate::telemetry::{Bus, Event, Phase, ReportMetrics, Status};
 use channel::{RuntimeChannel, RuntimeReply, Work, WorkKind};
+use extensions::{ExtensionRegistry, ExtensionTarget};
 use logs::LogRouter;
 use process::{describe_exit, ProcessSpec, Role, Supervised};
 
@@ -47,6 +49,8 @@ pub struct InstanceApi {
     pub runtime: RuntimeChannel,
     /// The telemetry bus.
     pub bus: Bus,
+    /// Launched and registered extensions.
+    pub extensions: ExtensionRegistry,
     init_error: Mutex<Option<oneshot::Sender<Bytes>>>,
     state: watch::Sender<State>,
 }
@@ -113,18 +117,32 @@ pub struct NotReady {
 pub struct Instance {
     api: Arc<InstanceApi>,
     api_addr: SocketAddr,
-    runtime: Supervised,
-    extensions: Vec<Supervised>,
+    procs: Mutex<Procs>,
     memory: MemoryGroup,
     logs: Arc<LogRouter>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    client: crate::engine::PushClient,
     timeout: Duration,
     memory_size_mb: u32,
     concurrency: u32,
     grace: Duration,
     started: Instant,
     invocations: std::sync::atomic::AtomicU64,
+    terminated: std::sync::atomic::AtomicBool,
+}
+
+/// The processes of an instance, filled in as init starts them.
+#[derive(Default, Clone)]
+struct Procs {
+    runtime: Option<Supervised>,
+    extensions: Vec<Supervised>,
+}
+
+impl Procs {
+    fn all(&self) -> impl Iterator<Item = &Supervised> {
+        self.runtime.iter().chain(self.extensions.iter())
+    }
 }
 
 impl Instance {
@@ -156,16 +174,6 @@ impl Instance {
             .create_group(&pod_name, config.memory_bytes())
             .map_err(|e| InitError::new(Status::Failure, "Sandbox.LimitError", e.to_string()))?;
 
-        let (init_tx, init_rx) = oneshot::channel();
-        let api = Arc::new(InstanceApi {
-            package: package.clone(),
-            pod_name: pod_name.clone(),
-            runtime: RuntimeChannel::new(config.concurrent_num as usize * 2),
-            bus: bus.clone(),
-            init_error: Mutex::new(Some(init_tx)),
-            state: watch::channel(State::Initializing).0,
-        });
-
         let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(|e| {
@@ -178,6 +186,19 @@ impl Instance {
         let api_addr = listener
             .local_addr()
             .expect("bound listener has an address");
+
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = Arc::new(InstanceApi {
+            package: package.clone(),
+            pod_name: pod_name.clone(),
+            runtime: RuntimeChannel::new(config.concurrent_num as usize * 2),
+            bus: bus.clone(),
+            extensions: ExtensionRegistry::new(
+                package.extensions.iter().map(|e| e.name.clone()).collect(),
+            ),
+            init_error: Mutex::new(Some(init_tx)),
+            state: watch::channel(State::Initializing).0,
+        });
         let router = function.dialect.instance_router(api.clone());
         let server_cancel = cancel.clone();
         tracker.spawn(async move {
@@ -193,52 +214,32 @@ impl Instance {
             pod_name.clone(),
             engine.config.echo.clone(),
         ));
-        let env = env::instance_env(&package, api_addr, engine.config.host_path.as_deref());
-        let mut instance_parts = Parts {
-            extensions: Vec::new(),
-            runtime: None,
+        let instance = Instance {
+            api,
+            api_addr,
+            procs: Mutex::new(Procs::default()),
+            memory,
+            logs,
+            tracker,
+            cancel,
+            client: engine.client.clone(),
+            timeout: config.timeout_duration(),
+            memory_size_mb: config.memory_size,
+            concurrency: config.concurrent_num,
+            grace: engine.config.shutdown_grace,
+            started,
+            invocations: Default::default(),
+            terminated: Default::default(),
         };
-        let deadline = tokio::time::Instant::now()
-            + engine.config.extension_init_timeout
-            + Duration::from_secs(config.initializer_timeout as u64);
 
-        let result = async {
-            let spec = ProcessSpec {
-                program: function.launch.program.clone(),
-                args: function.launch.args.clone(),
-                cwd: package.root.clone(),
-                env: env.clone(),
-                role: Role::Runtime,
-            };
-            let mut polls = api.runtime.polls();
-            let runtime = process::spawn(spec, &memory, logs.sink(), &tracker).map_err(|e| {
-                InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string())
-            })?;
-            let runtime = instance_parts.runtime.insert(runtime);
-            if function.launch.kind == RuntimeKind::HttpServer {
-                // fnbox plays the runtime-API client and forwards each invocation to port 8000.
-                tracker.spawn(crate::http_bridge::run(api.clone(), cancel.clone()));
-            }
-            wait_init(
-                runtime,
-                &mut polls,
-                init_rx,
-                deadline,
-                &memory,
-                function.launch.kind,
-            )
-            .await?;
-            if function.launch.runs_initializer && config.initializer_handler.is_some() {
-                run_initializer(&api, runtime, deadline, config.initializer_timeout, &memory)
-                    .await?;
-            }
-            Ok::<(), InitError>(())
-        }
-        .await;
+        let result = instance.init(function, init_rx).await;
 
         let end_wall = Utc::now();
-        let metrics =
-            ReportMetrics::new(started.elapsed(), memory.peak_bytes(), config.memory_size);
+        let metrics = ReportMetrics::new(
+            started.elapsed(),
+            instance.memory.peak_bytes(),
+            config.memory_size,
+        );
         let (status, error_type) = match &result {
             Ok(()) => (Status::Success, None),
             Err(e) => (e.status, Some(e.error_type.clone())),
@@ -258,37 +259,12 @@ impl Instance {
             status,
             error_type,
             metrics,
-            pod_name: pod_name.clone(),
+            pod_name,
         });
-
-        let instance = Instance {
-            api,
-            api_addr,
-            runtime: match instance_parts.runtime.take() {
-                Some(r) => r,
-                None => {
-                    // The runtime never started: nothing to supervise.
-                    cancel.cancel();
-                    let _ = bus.close(engine.config.shutdown_grace).await;
-                    tracker.close();
-                    return Err(result.expect_err("no runtime means init failed"));
-                }
-            },
-            extensions: std::mem::take(&mut instance_parts.extensions),
-            memory,
-            logs,
-            tracker,
-            cancel,
-            timeout: config.timeout_duration(),
-            memory_size_mb: config.memory_size,
-            concurrency: config.concurrent_num,
-            grace: engine.config.shutdown_grace,
-            started,
-            invocations: Default::default(),
-        };
         match result {
             Ok(()) => {
                 instance.set_state(Transition::Ready);
+                instance.supervise();
                 Ok(instance)
             }
             Err(err) => {
@@ -296,6 +272,126 @@ impl Instance {
                 Err(err)
             }
         }
+    }
+
+    /// Starts the extensions, waits for their registration, starts the runtime and waits until
+    /// it asks for work (running the initializer first for built-in runtimes).
+    async fn init(
+        &self,
+        function: &Function,
+        init_rx: oneshot::Receiver<Bytes>,
+    ) -> Result<(), InitError> {
+        let engine = &function.engine;
+        let package = &self.api.package;
+        let config = &package.config;
+        let env = env::instance_env(package, self.api_addr, engine.config.host_path.as_deref());
+        let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
+        let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
+
+        for ext in &package.extensions {
+            let spec = ProcessSpec {
+                program: "/bin/bash".into(),
+                args: vec![ext.path.clone().into()],
+                cwd: package.root.clone(),
+                env: env.clone(),
+                role: Role::Extension(ext.name.clone()),
+            };
+            let proc = process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker)
+                .map_err(|e| {
+                    InitError::new(Status::Failure, "Extension.LaunchError", e.to_string())
+                })?;
+            self.procs.lock().expect("procs lock").extensions.push(proc);
+        }
+        if !package.extensions.is_empty() {
+            let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+            tokio::select! {
+                _ = self.api.extensions.all_registered() => {}
+                (name, status) = any_exit(&extensions) => {
+                    return Err(InitError::new(Status::Failure, "Extension.Crash", format!(
+                        "extension '{name}' exited during init ({}) before registering", describe_exit(status))));
+                }
+                _ = tokio::time::sleep_until(ext_deadline) => {
+                    return Err(InitError::new(Status::Timeout, "Extension.RegistrationTimeout", format!(
+                        "extension(s) {} did not register within {}s", self.api.extensions.missing().join(", "),
+                        engine.config.extension_init_timeout.as_secs())));
+                }
+            }
+        }
+
+        let spec = ProcessSpec {
+            program: function.launch.program.clone(),
+            args: function.launch.args.clone(),
+            cwd: package.root.clone(),
+            env,
+            role: Role::Runtime,
+        };
+        let mut polls = self.api.runtime.polls();
+        let runtime =
+            process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(|e| {
+                InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string())
+            })?;
+        self.procs.lock().expect("procs lock").runtime = Some(runtime.clone());
+        if function.launch.kind == RuntimeKind::HttpServer {
+            // fnbox plays the runtime-API client and forwards each invocation to port 8000.
+            self.tracker.spawn(crate::http_bridge::run(
+                self.api.clone(),
+                self.cancel.clone(),
+            ));
+        }
+        let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+        let result = async {
+            wait_init(
+                &runtime,
+                &mut polls,
+                init_rx,
+                deadline,
+                &self.memory,
+                function.launch.kind,
+            )
+            .await?;
+            if function.launch.runs_initializer && config.initializer_handler.is_some() {
+                run_initializer(
+                    &self.api,
+                    &runtime,
+                    deadline,
+                    config.initializer_timeout,
+                    &self.memory,
+                )
+                .await?;
+            }
+            Ok(())
+        };
+        let result = tokio::select! {
+            r = result => r,
+            (name, status) = any_exit(&extensions) => Err(InitError::new(Status::Failure, "Extension.Crash", format!(
+                "extension '{name}' exited during init ({})", describe_exit(status)))),
+        };
+        self.api.extensions.close();
+        result
+    }
+
+    /// Watches the processes of a ready instance: one that exits while no invocation runs
+    /// (a crash between invocations) marks the instance dead so it is never handed work again.
+    fn supervise(&self) {
+        let procs = self.procs.lock().expect("procs lock").clone();
+        let api = self.api.clone();
+        let cancel = self.cancel.clone();
+        self.tracker.spawn(async move {
+            let all: Vec<Supervised> = procs.all().cloned().collect();
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                (name, status) = any_exit(&all) => {
+                    if api.state() == State::Idle {
+                        tracing::warn!(pod = %api.pod_name, process = %name, status = %describe_exit(status),
+                            "a process of an idle instance exited: the instance is discarded");
+                        api.state.send_modify(|s| *s = s.apply(Transition::Fail).unwrap_or(State::Dead));
+                        for p in procs.all() {
+                            p.signal_group(Signal::SIGKILL);
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// The dialect-facing state.
@@ -320,7 +416,56 @@ impl Instance {
 
     /// Process id (and process group id) of the runtime.
     pub fn runtime_pid(&self) -> i32 {
-        self.runtime.pid
+        self.runtime().map(|r| r.pid).unwrap_or(0)
+    }
+
+    fn runtime(&self) -> Option<Supervised> {
+        self.procs.lock().expect("procs lock").runtime.clone()
+    }
+
+    /// Sends `POST /extension/invoke` to every push extension at once, on the instance's
+    /// tracker; the returned future completes when all answered (errors are logged: an
+    /// unreachable extension does not fail the invocation, a dead one does).
+    fn push_extensions(&self, request_id: &str) -> Option<impl std::future::Future<Output = ()>> {
+        let targets = self.api.extensions.registered();
+        if targets.is_empty() {
+            return None;
+        }
+        let body = Bytes::from(
+            serde_json::to_vec(&fnbox_wire::fg::InvokePush {
+                trace_id: request_id.to_string(),
+                invoked_function_urn: self.api.urn(),
+            })
+            .expect("push body serializes"),
+        );
+        let mut handles = Vec::with_capacity(targets.len());
+        for ext in targets {
+            let ExtensionTarget::Push(addr) = ext.target;
+            let client = self.client.clone();
+            let body = body.clone();
+            let pod = self.api.pod_name.clone();
+            handles.push(self.tracker.spawn(async move {
+                let req = http::Request::post(format!("http://{addr}{}", fnbox_wire::fg::paths::EXTENSION_INVOKE))
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(http_body_util::Full::new(body))
+                    .expect("valid push request");
+                match client.request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
+                        if !status.is_success() {
+                            tracing::warn!(pod = %pod, extension = %ext.name, %status, "extension answered its invoke push with an error status");
+                        }
+                    }
+                    Err(e) => tracing::warn!(pod = %pod, extension = %ext.name, error = %e, "invoke push to extension failed"),
+                }
+            }));
+        }
+        Some(async move {
+            for h in handles {
+                let _ = h.await;
+            }
+        })
     }
 
     /// Invocations served so far.
@@ -353,6 +498,16 @@ impl Instance {
     /// Runs one invocation (CONTRACT §3 "Invoke"). A fault destroys the instance before this
     /// returns; a handler error leaves it ready.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, NotReady> {
+        self.invoke_with(req, None).await
+    }
+
+    /// [`Instance::invoke`], also sending the result on `early` as soon as it is known, before
+    /// the extensions finished and the report was emitted (the front door answers from it).
+    pub async fn invoke_with(
+        &self,
+        req: InvokeRequest,
+        early: Option<oneshot::Sender<InvokeResult>>,
+    ) -> Result<InvokeOutcome, NotReady> {
         if !self.set_state(Transition::Begin {
             limit: self.concurrency,
         }) {
@@ -386,13 +541,36 @@ impl Instance {
             kind: WorkKind::Invoke(req.invoke_type),
             deadline_epoch_ms,
         };
-        let result = match self.api.runtime.submit(work).await {
+        // Extensions hear about the invocation at the same moment as the runtime.
+        let pushes = self.push_extensions(&req.request_id);
+        let mut result = match self.api.runtime.submit(work).await {
             Err(_) => InvokeResult::Fault(Fault {
                 kind: FaultKind::RuntimeExit,
                 message: "the runtime API is closed".into(),
             }),
             Ok(reply) => self.await_reply(reply, deadline, oom_before).await,
         };
+        if let (InvokeResult::Ok(_) | InvokeResult::HandlerError(_), Some(pushes)) =
+            (&result, pushes)
+        {
+            // The invocation ends when every extension answered its push, within the deadline.
+            let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+            tokio::select! {
+                _ = pushes => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    result = InvokeResult::Fault(Fault {
+                        kind: FaultKind::Timeout,
+                        message: format!("invocation timed out after {}s (an extension did not answer its invoke push)", self.timeout.as_secs()),
+                    });
+                }
+                (name, status) = any_exit(&extensions) => {
+                    result = InvokeResult::Fault(Fault {
+                        kind: FaultKind::ExtensionCrash,
+                        message: format!("extension '{name}' exited unexpectedly ({})", describe_exit(status)),
+                    });
+                }
+            }
+        }
         let result = match result {
             // A process of the instance was OOM-killed even though the runtime answered.
             InvokeResult::Ok(_) | InvokeResult::HandlerError(_)
@@ -405,12 +583,18 @@ impl Instance {
         if let InvokeResult::Fault(fault) = &result {
             self.api.runtime.abandon(&req.request_id);
             tracing::info!(pod = %self.api.pod_name, request_id = %req.request_id, error = %fault.message, "invocation fault: destroying instance");
-            self.kill_all();
+            // Stop the function now; the extensions live until the telemetry of this
+            // invocation is flushed to them (see `destroy`).
+            if let Some(runtime) = self.runtime() {
+                runtime.signal_group(Signal::SIGKILL);
+            }
         }
-        let done_wall = Utc::now();
+        if let Some(early) = early {
+            let _ = early.send(result.clone());
+        }
         bus.publish(Event::RuntimeDone {
             phase: Phase::Invoke,
-            time: done_wall,
+            time: Utc::now(),
             trace_id: req.request_id.clone(),
             status: result.status(),
             error_type: result.error_type(),
@@ -432,9 +616,7 @@ impl Instance {
         });
         let log = self.logs.end(&req.request_id);
         match &result {
-            InvokeResult::Fault(_) => {
-                self.set_state(Transition::Fail);
-            }
+            InvokeResult::Fault(_) => self.destroy().await,
             _ => {
                 self.set_state(Transition::Finish);
             }
@@ -455,6 +637,11 @@ impl Instance {
     ) -> InvokeResult {
         let mut oom_poll = tokio::time::interval(OOM_POLL);
         oom_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let procs = self.procs.lock().expect("procs lock").clone();
+        let runtime = procs
+            .runtime
+            .clone()
+            .expect("a ready instance has a runtime");
         tokio::pin!(reply);
         loop {
             tokio::select! {
@@ -469,8 +656,14 @@ impl Instance {
                         message: format!("invocation timed out after {}s", self.timeout.as_secs()),
                     });
                 }
-                status = self.runtime.exited() => {
+                status = runtime.exited() => {
                     return InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
+                }
+                (name, status) = any_exit(&procs.extensions) => {
+                    return InvokeResult::Fault(Fault {
+                        kind: FaultKind::ExtensionCrash,
+                        message: format!("extension '{name}' exited unexpectedly ({})", describe_exit(status)),
+                    });
                 }
                 _ = oom_poll.tick() => {
                     if self.memory.oom_kills() > oom_before {
@@ -482,9 +675,8 @@ impl Instance {
     }
 
     fn kill_all(&self) {
-        self.runtime.signal_group(Signal::SIGKILL);
-        for ext in &self.extensions {
-            ext.signal_group(Signal::SIGKILL);
+        for p in self.procs.lock().expect("procs lock").all() {
+            p.signal_group(Signal::SIGKILL);
         }
         self.memory.kill_all();
     }
@@ -508,17 +700,25 @@ impl Instance {
     }
 
     async fn terminate(&self) {
+        if self
+            .terminated
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + self.grace;
-        self.runtime.signal_group(Signal::SIGTERM);
+        let procs = self.procs.lock().expect("procs lock").clone();
+        if let Some(runtime) = &procs.runtime {
+            runtime.signal_group(Signal::SIGTERM);
+        }
         // The telemetry listener lives in an extension: flush before the extensions go.
         let _ = self.api.bus.close(self.grace).await;
-        for ext in &self.extensions {
+        for ext in &procs.extensions {
             ext.signal_group(Signal::SIGTERM);
         }
         let all_exited = async {
-            self.runtime.exited().await;
-            for ext in &self.extensions {
-                ext.exited().await;
+            for p in procs.all() {
+                p.exited().await;
             }
         };
         let floor = tokio::time::Instant::now() + Duration::from_millis(200);
@@ -548,9 +748,22 @@ impl Drop for Instance {
     }
 }
 
-struct Parts {
-    extensions: Vec<Supervised>,
-    runtime: Option<Supervised>,
+/// Resolves when any of `procs` exits, with its name and status; never if `procs` is empty.
+async fn any_exit(procs: &[Supervised]) -> (String, std::process::ExitStatus) {
+    if procs.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = procs.iter().map(|p| {
+        Box::pin(async move {
+            let status = p.exited().await;
+            let name = match &*p.role {
+                Role::Runtime => "runtime".to_string(),
+                Role::Extension(n) => n.clone(),
+            };
+            (name, status)
+        })
+    });
+    futures::future::select_all(waits).await.0
 }
 
 fn oom_fault() -> Fault {

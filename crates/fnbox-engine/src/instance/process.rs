@@ -81,7 +81,8 @@ pub enum SpawnError {
     },
 }
 
-/// A running process of an instance.
+/// A running process of an instance. Clones watch the same process.
+#[derive(Clone)]
 pub struct Supervised {
     /// Role.
     pub role: Arc<Role>,
@@ -110,9 +111,12 @@ impl Supervised {
         *self.exit.borrow()
     }
 
-    /// Sends `signal` to the whole process group.
+    /// Sends `signal` to the whole process group, while its leader has not been reaped (after
+    /// that the id could be reused; the memory group kills any leftovers precisely).
     pub fn signal_group(&self, signal: Signal) {
-        let _ = killpg(Pid::from_raw(self.pid), signal);
+        if self.try_exit().is_none() {
+            let _ = killpg(Pid::from_raw(self.pid), signal);
+        }
     }
 }
 
@@ -205,25 +209,32 @@ async fn read_lines(
         };
         let mut chunk = &buf[..n];
         while let Some(pos) = memchr(b'\n', chunk) {
-            if line.is_empty() {
+            if line.is_empty() && pos <= MAX_LINE {
                 emit(&chunk[..pos]);
             } else {
-                line.extend_from_slice(&chunk[..pos]);
+                append_capped(&mut line, &chunk[..pos], &emit);
                 emit(&line);
                 line.clear();
             }
             chunk = &chunk[pos + 1..];
         }
-        line.extend_from_slice(chunk);
-        while line.len() >= MAX_LINE {
-            let rest = line.split_off(MAX_LINE);
-            emit(&line);
-            line = rest;
-        }
+        append_capped(&mut line, chunk, &emit);
     }
     if !line.is_empty() {
         emit(&line);
     }
+}
+
+/// Appends `data` to `line`, emitting `MAX_LINE`-sized pieces as the line grows past it.
+fn append_capped(line: &mut Vec<u8>, mut data: &[u8], emit: &impl Fn(&[u8])) {
+    while line.len() + data.len() > MAX_LINE {
+        let take = MAX_LINE - line.len();
+        line.extend_from_slice(&data[..take]);
+        emit(line);
+        line.clear();
+        data = &data[take..];
+    }
+    line.extend_from_slice(data);
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {

@@ -4,7 +4,9 @@
 //! [`error::ApiError`], the one place where errors become status codes and bodies.
 
 pub mod error;
+pub mod extension;
 pub mod runtime;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -13,7 +15,10 @@ use fnbox_engine::InstanceApi;
 
 /// The whole instance API of one FunctionGraph instance.
 pub fn router(api: Arc<InstanceApi>) -> Router {
-    runtime::router().with_state(api)
+    runtime::router()
+        .merge(extension::router())
+        .merge(telemetry::router())
+        .with_state(api)
 }
 
 /// Reads a request body up to `limit` bytes.
