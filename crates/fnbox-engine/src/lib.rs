@@ -4,6 +4,7 @@
 //! - [`engine`]: [`Engine`] (what all functions share) and [`Function`] (starts instances,
 //!   retrying failed inits).
 //! - [`instance`]: one execution environment: API server, processes, memory group, phases.
+//! - [`pool`]: the instances of one function: reuse, cold starts, limits, reclaim.
 //! - [`lifecycle`]: the instance state machine, pure.
 //! - [`invocation`]: requests, results and faults.
 //! - [`telemetry`]: typed events and the per-instance bus.
@@ -17,9 +18,11 @@ pub mod instance;
 pub mod invocation;
 pub mod launch;
 pub mod lifecycle;
+pub mod pool;
 pub mod telemetry;
 
 pub use dialect::Dialect;
 pub use engine::{Engine, EngineConfig, Function, LineEcho};
 pub use instance::{InitError, Instance, InstanceApi, NotReady};
+pub use pool::{InstanceInfo, Pool, PoolConfig, PoolError};
 pub use invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult, InvokeType};

@@ -129,6 +129,7 @@ pub struct Instance {
     grace: Duration,
     started: Instant,
     invocations: std::sync::atomic::AtomicU64,
+    peak_bytes: std::sync::atomic::AtomicU64,
     terminated: std::sync::atomic::AtomicBool,
 }
 
@@ -229,6 +230,7 @@ impl Instance {
             grace: engine.config.shutdown_grace,
             started,
             invocations: Default::default(),
+            peak_bytes: Default::default(),
             terminated: Default::default(),
         };
 
@@ -325,6 +327,17 @@ impl Instance {
             env,
             role: Role::Runtime,
         };
+        if function.launch.kind == RuntimeKind::HttpServer {
+            let port = std::net::SocketAddr::from(([127, 0, 0, 1], crate::http_bridge::HTTP_PORT));
+            if std::net::TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_ok() {
+                // Without this check the bridge would take a stranger's server for the function.
+                return Err(InitError::new(
+                    Status::Failure,
+                    "Sandbox.PortInUse",
+                    format!("port {} is already in use by another process; an HTTP function needs it free (one HTTP-function instance at a time)", crate::http_bridge::HTTP_PORT),
+                ));
+            }
+        }
         let mut polls = self.api.runtime.polls();
         let runtime =
             process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(|e| {
@@ -473,6 +486,16 @@ impl Instance {
         self.invocations.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Highest per-invocation memory peak so far, in bytes.
+    pub fn peak_bytes(&self) -> u64 {
+        self.peak_bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The instance's `concurrent_num`.
+    pub fn concurrency(&self) -> u32 {
+        self.concurrency
+    }
+
     /// Time since the instance started.
     pub fn age(&self) -> Duration {
         self.started.elapsed()
@@ -508,14 +531,30 @@ impl Instance {
         req: InvokeRequest,
         early: Option<oneshot::Sender<InvokeResult>>,
     ) -> Result<InvokeOutcome, NotReady> {
-        if !self.set_state(Transition::Begin {
-            limit: self.concurrency,
-        }) {
+        if !self.try_begin() {
             return Err(NotReady {
                 pod_name: self.api.pod_name.clone(),
                 state: self.state(),
             });
         }
+        Ok(self.run_begun(req, early).await)
+    }
+
+    /// Takes one of the instance's concurrency slots if it has a free one. A pool calls this
+    /// under its own lock so two callers never pick the same last slot, then calls
+    /// [`Instance::run_begun`].
+    pub fn try_begin(&self) -> bool {
+        self.set_state(Transition::Begin {
+            limit: self.concurrency,
+        })
+    }
+
+    /// Runs an invocation whose slot was taken with [`Instance::try_begin`].
+    pub async fn run_begun(
+        &self,
+        req: InvokeRequest,
+        early: Option<oneshot::Sender<InvokeResult>>,
+    ) -> InvokeOutcome {
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bus = &self.api.bus;
@@ -599,11 +638,10 @@ impl Instance {
             status: result.status(),
             error_type: result.error_type(),
         });
-        let metrics = ReportMetrics::new(
-            started.elapsed(),
-            self.memory.peak_bytes(),
-            self.memory_size_mb,
-        );
+        let peak = self.memory.peak_bytes();
+        self.peak_bytes
+            .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
+        let metrics = ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb);
         bus.publish(Event::Report {
             phase: Phase::Invoke,
             start: start_wall,
@@ -621,12 +659,12 @@ impl Instance {
                 self.set_state(Transition::Finish);
             }
         }
-        Ok(InvokeOutcome {
+        InvokeOutcome {
             request_id: req.request_id,
             result,
             metrics,
             log,
-        })
+        }
     }
 
     async fn await_reply(
@@ -802,7 +840,7 @@ async fn wait_init(
     kind: RuntimeKind,
 ) -> Result<(), InitError> {
     tokio::select! {
-        r = polls.wait_for(|n| *n > 0) => {
+        r = async { polls.wait_for(|n| *n > 0).await.map(|_| ()) } => {
             r.map_err(|_| InitError::new(Status::Failure, "Runtime.ExitError", "instance API closed during init"))?;
             Ok(())
         }
