@@ -211,7 +211,7 @@ impl Pool {
     }
 
     async fn acquire(&self, request_id: &str) -> Result<Lease<'_>, PoolError> {
-        let deadline = tokio::time::Instant::now() + self.config.acquire_timeout;
+        let mut deadline = tokio::time::Instant::now() + self.config.acquire_timeout;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
@@ -253,6 +253,11 @@ impl Pool {
                 return self.cold_start(request_id).await;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                if self.state.lock().expect("pool lock").starting > 0 {
+                    // An instance is still initialising: its slots may be ours.
+                    deadline = tokio::time::Instant::now() + self.config.acquire_timeout;
+                    continue;
+                }
                 let c = &self.function.package().config;
                 return Err(PoolError::Saturated {
                     function: self.name().to_string(),
@@ -280,6 +285,8 @@ impl Pool {
                     last_used: Instant::now(),
                 });
                 drop(st);
+                // Its other slots (concurrent_num > 1) are free for waiters.
+                self.freed.notify_waiters();
                 if begun {
                     Ok(Lease {
                         pool: self,
