@@ -109,6 +109,11 @@ pub enum Event {
         status: Status,
         /// Set when status is not success.
         error_type: Option<String>,
+        /// Where the time went (Lambda's `responseLatency`, `responseDuration`,
+        /// `runtimeOverhead`); empty when not measured.
+        spans: Vec<Span>,
+        /// Size of the response the runtime posted, when it posted one.
+        produced_bytes: Option<u64>,
     },
     /// `platform.initReport` / `platform.report` / `platform.restoreReport`.
     Report {
@@ -145,6 +150,43 @@ pub enum Event {
         /// The line, marker kept, without its newline.
         line: String,
     },
+    /// An extension changed state (Lambda's `platform.extension`, emitted for every registered
+    /// extension at the end of init). Dialects without such an event skip it.
+    ExtensionState {
+        /// When.
+        time: DateTime<Utc>,
+        /// The extension's name.
+        name: String,
+        /// e.g. `Ready`.
+        state: String,
+        /// Events it registered for, e.g. `INVOKE`, `SHUTDOWN`.
+        events: Vec<String>,
+        /// Set when the state is an error.
+        error_type: Option<String>,
+    },
+    /// A telemetry subscription was accepted (Lambda's `platform.telemetrySubscription`).
+    /// Dialects without such an event skip it.
+    Subscription {
+        /// When.
+        time: DateTime<Utc>,
+        /// The subscribing extension's name.
+        name: String,
+        /// e.g. `Subscribed`.
+        state: String,
+        /// Streams subscribed, e.g. `platform`, `function`.
+        types: Vec<String>,
+    },
+}
+
+/// A named stretch of a phase.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Span {
+    /// e.g. `responseLatency`.
+    pub name: &'static str,
+    /// When it started.
+    pub start: DateTime<Utc>,
+    /// How long it took, milliseconds.
+    pub duration_ms: f64,
 }
 
 /// The three streams a subscriber may ask for.
@@ -205,6 +247,8 @@ pub struct Bus {
     inner: Arc<Mutex<Inner>>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// How listeners are reached (inside the instance's network namespace when isolated).
+    connector: fnbox_telemetry::Connector,
 }
 
 /// Result of [`Bus::subscribe`].
@@ -229,7 +273,15 @@ impl Bus {
             })),
             tracker,
             cancel,
+            connector: fnbox_telemetry::Connector::host(),
         }
+    }
+
+    /// The same bus reaching its listeners through `connector`; set before the first
+    /// subscription (the instance does so at creation).
+    pub fn with_connector(mut self, connector: fnbox_telemetry::Connector) -> Self {
+        self.connector = connector;
+        self
     }
 
     /// Publishes an event; never blocks.
@@ -274,9 +326,10 @@ impl Bus {
             existing.encoder = req.encoder;
             return SubscribeOutcome::Replaced;
         }
-        let handle = Subscriber::spawn(
+        let handle = Subscriber::spawn_connected(
             req.config,
             req.drop_notice.clone(),
+            self.connector.clone(),
             &self.tracker,
             self.cancel.clone(),
         );

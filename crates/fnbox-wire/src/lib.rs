@@ -7,9 +7,11 @@
 //! # Layout
 //! - [`fg`]: FunctionGraph's runtime, extension and telemetry APIs, as served inside an instance.
 //! - [`front`]: the invoke API of `fnbox serve` (FunctionGraph and Lambda front doors).
+//! - [`lambda`]: AWS Lambda's Runtime, Extensions and Telemetry APIs, as served inside an instance.
 //! - [`limits`]: payload limits shared by both dialects.
 #![warn(missing_docs)]
 
 pub mod fg;
 pub mod front;
+pub mod lambda;
 pub mod limits;

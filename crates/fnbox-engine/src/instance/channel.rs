@@ -2,8 +2,15 @@
 //! until the runtime long-polls for them, then sit in the in-flight table until the runtime
 //! posts a response or an error for their id.
 //!
-//! The dialect routers only call [`RuntimeChannel::next`] and [`RuntimeChannel::complete`];
-//! the instance owns everything else.
+//! The dialect routers only call [`RuntimeChannel::next`], [`RuntimeChannel::complete`] and
+//! [`RuntimeChannel::in_flight`]; the instance owns everything else.
+//!
+//! # Design
+//! Replies are whole bodies: a dialect that accepts streamed responses (Lambda) collects the
+//! stream before completing, so the engine and the front door see one result per invocation.
+//! Every `next` also records how many replies had been posted when it was called
+//! ([`RuntimeChannel::wait_next_after`]), so an engine that must know when the runtime asked
+//! again after answering (Lambda ends an invocation there) can wait for it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -66,6 +73,10 @@ pub struct RuntimeChannel {
     rx: tokio::sync::Mutex<mpsc::Receiver<Queued>>,
     inflight: Mutex<HashMap<String, oneshot::Sender<RuntimeReply>>>,
     polls: watch::Sender<u64>,
+    /// Replies handed to the engine so far.
+    completions: std::sync::atomic::AtomicU64,
+    /// `completions` as seen by the latest `next`.
+    next_after: watch::Sender<u64>,
 }
 
 impl RuntimeChannel {
@@ -77,6 +88,8 @@ impl RuntimeChannel {
             rx: tokio::sync::Mutex::new(rx),
             inflight: Mutex::new(HashMap::new()),
             polls: watch::channel(0).0,
+            completions: std::sync::atomic::AtomicU64::new(0),
+            next_after: watch::channel(0).0,
         }
     }
 
@@ -97,6 +110,12 @@ impl RuntimeChannel {
     /// that is dropped while waiting loses nothing.
     pub async fn next(&self) -> Work {
         self.polls.send_modify(|n| *n += 1);
+        let done = self.completions.load(std::sync::atomic::Ordering::Acquire);
+        self.next_after.send_if_modified(|n| {
+            let changed = *n != done;
+            *n = done;
+            changed
+        });
         let mut rx = self.rx.lock().await;
         loop {
             // The sender lives in `self`, so the queue never closes while we hold `self`.
@@ -124,11 +143,41 @@ impl RuntimeChannel {
             .expect("inflight lock")
             .remove(request_id);
         match sender {
-            Some(tx) => tx
-                .send(reply)
-                .map_err(|_| ChannelError::UnknownRequest(request_id.to_string())),
+            Some(tx) => {
+                let sent = tx
+                    .send(reply)
+                    .map_err(|_| ChannelError::UnknownRequest(request_id.to_string()));
+                self.completions
+                    .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                sent
+            }
             None => Err(ChannelError::UnknownRequest(request_id.to_string())),
         }
+    }
+
+    /// Whether this id was handed to the runtime and not answered yet.
+    pub fn is_in_flight(&self, request_id: &str) -> bool {
+        self.inflight
+            .lock()
+            .expect("inflight lock")
+            .contains_key(request_id)
+    }
+
+    /// Invocations handed to the runtime and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.lock().expect("inflight lock").len()
+    }
+
+    /// Replies posted so far (including ones the engine had already given up on).
+    pub fn completions(&self) -> u64 {
+        self.completions.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until the runtime calls `next` after at least `completions` replies were posted
+    /// (e.g. "asked for more work after answering this invocation").
+    pub async fn wait_next_after(&self, completions: u64) {
+        let mut rx = self.next_after.subscribe();
+        let _ = rx.wait_for(|n| *n >= completions).await;
     }
 
     /// Forgets an in-flight id (the engine gave up on it), so a late post answers 404.
@@ -188,6 +237,31 @@ mod tests {
         drop(ch.submit(work("gone")).await.unwrap());
         let _rx = ch.submit(work("live")).await.unwrap();
         assert_eq!(ch.next().await.request_id, "live");
+    }
+
+    #[tokio::test]
+    async fn next_after_a_reply_is_observed() {
+        let ch = std::sync::Arc::new(RuntimeChannel::new(4));
+        let rx = ch.submit(work("a")).await.unwrap();
+        assert_eq!(ch.next().await.request_id, "a");
+        assert_eq!(ch.in_flight(), 1);
+        ch.complete("a", RuntimeReply::Response(Bytes::new()))
+            .unwrap();
+        rx.await.unwrap();
+        assert_eq!((ch.in_flight(), ch.completions()), (0, 1));
+        let waiter = {
+            let ch = ch.clone();
+            tokio::spawn(async move { ch.wait_next_after(1).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let ch2 = ch.clone();
+        let poll = tokio::spawn(async move { ch2.next().await });
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("the runtime's next after the reply is seen")
+            .unwrap();
+        poll.abort();
     }
 
     #[tokio::test]

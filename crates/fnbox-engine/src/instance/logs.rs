@@ -1,6 +1,7 @@
 //! Routes every output line of an instance: marked lines become telemetry (`[Function]` from
-//! the runtime, `[Extension]` from extensions), every line goes to fnbox's own output (the
-//! echo) and to the log of the invocations in flight (for the front door's log tail).
+//! the runtime, `[Extension]` from extensions; in the Lambda dialect every line, as Lambda's
+//! `function` and `extension` streams carry all stdout/stderr), every line goes to fnbox's own
+//! output (the echo) and to the log of the invocations in flight (for the front door's log tail).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -30,6 +31,8 @@ pub struct LogRouter {
     pod_name: String,
     echo: Option<LineEcho>,
     active: Mutex<HashMap<String, Capture>>,
+    /// Every line is telemetry, not only marked ones (Lambda).
+    every_line: bool,
 }
 
 impl LogRouter {
@@ -40,7 +43,14 @@ impl LogRouter {
             pod_name,
             echo,
             active: Mutex::new(HashMap::new()),
+            every_line: false,
         }
+    }
+
+    /// Makes every line telemetry, marked or not (Lambda).
+    pub fn every_line(mut self) -> Self {
+        self.every_line = true;
+        self
     }
 
     /// The sink handed to process readers.
@@ -55,7 +65,7 @@ impl LogRouter {
         }
         match &*line.role {
             Role::Runtime => {
-                if line.text.contains(FUNCTION_MARKER) {
+                if self.every_line || line.text.contains(FUNCTION_MARKER) {
                     self.bus.publish(Event::Function {
                         time: Utc::now(),
                         line: line.text.clone(),
@@ -74,7 +84,7 @@ impl LogRouter {
                 }
             }
             Role::Extension(name) => {
-                if line.text.contains(EXTENSION_MARKER) {
+                if self.every_line || line.text.contains(EXTENSION_MARKER) {
                     self.bus.publish(Event::Extension {
                         time: Utc::now(),
                         name: name.clone(),

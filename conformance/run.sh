@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the conformance programs (real Lambda clients from crates.io and PyPI) and runs
+# fnbox-lambda's conformance tests against them. Used by CI; safe to run by hand.
+#
+#   conformance/run.sh            build + test
+#   SKIP_TESTS=1 conformance/run.sh   build only
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+
+start=$(date +%s)
+echo "== conformance: building lambda_runtime / lambda-extension programs (release)"
+(cd "$here" && cargo build --release --locked)
+
+echo "== conformance: installing awslambdaric into $here/.venv"
+if [ ! -x "$here/.venv/bin/python" ]; then
+  python3 -m venv "$here/.venv"
+fi
+"$here/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$here/python/requirements.txt"
+"$here/.venv/bin/python" -c 'import awslambdaric' 
+echo "== conformance: built in $(( $(date +%s) - start ))s"
+
+if [ "${SKIP_TESTS:-}" = 1 ]; then exit 0; fi
+export FNBOX_CONFORMANCE_BIN="$here/target/release"
+export FNBOX_CONFORMANCE_PYTHON="$here/.venv/bin/python"
+export FNBOX_CONFORMANCE_REQUIRED=1
+cd "$root"
+cargo test -p fnbox-lambda --test conformance -- --test-threads=1
