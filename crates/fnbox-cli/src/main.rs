@@ -1,7 +1,9 @@
 //! `fnbox`: the command line. Parses arguments, loads packages, and hands everything else to
 //! the engine; errors map to the documented exit codes in one place ([`ExitCode`]).
 
+mod invoke;
 mod run;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
@@ -46,6 +48,10 @@ enum Command {
         /// Package directory or .zip.
         package: PathBuf,
     },
+    /// Serve functions through the FunctionGraph and Lambda invoke APIs, with instance pools.
+    Serve(serve::ServeArgs),
+    /// Invoke a function of a running `fnbox serve`.
+    Invoke(invoke::InvokeArgs),
 }
 
 /// How memory limits are enforced.
@@ -88,15 +94,21 @@ fn main() -> ProcessExit {
         .init();
     let code = match cli.command {
         Command::Validate { package } => validate(&package),
-        Command::Run(args) => match tokio::runtime::Runtime::new() {
-            Ok(rt) => rt.block_on(run::run(args)),
-            Err(e) => {
-                eprintln!("error: cannot start the async runtime: {e}");
-                ExitCode::Internal
-            }
-        },
+        Command::Run(args) => block_on(run::run(args)),
+        Command::Serve(args) => block_on(serve::serve(args)),
+        Command::Invoke(args) => block_on(invoke::invoke(args)),
     };
     ProcessExit::from(code as u8)
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::Internal
+        }
+    }
 }
 
 fn validate(package: &std::path::Path) -> ExitCode {

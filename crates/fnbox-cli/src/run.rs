@@ -41,7 +41,11 @@ pub async fn run(args: RunArgs) -> ExitCode {
     };
     memory.cleanup_stale();
     eprintln!("{}", memory.describe());
+    let (network, network_line) =
+        fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());
+    eprintln!("{network_line}");
     let mut config = EngineConfig::new(memory);
+    config.network = network;
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(Arc::new(|_pod: &str, line: &LogLine| {
         let mut err = std::io::stderr().lock();
@@ -54,7 +58,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let function = match Function::new(
         engine.clone(),
         package.clone(),
-        Arc::new(fnbox_fg::FunctionGraph),
+        fnbox_lambda::dialect_for(package.config.dialect),
     ) {
         Ok(f) => f,
         Err(e) => {
@@ -139,5 +143,14 @@ fn describe_error_body(body: &[u8]) -> String {
             format!("{}: {}", b.error_type, b.error_message)
         }
         _ => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+/// `Some("FNBOX_NETWORK=host")` when the environment asks for the host network (no
+/// per-instance network namespaces), for `NetworkMode::detect`.
+pub(crate) fn network_forced_host() -> Option<String> {
+    match std::env::var("FNBOX_NETWORK") {
+        Ok(v) if v.eq_ignore_ascii_case("host") => Some(format!("FNBOX_NETWORK={v}")),
+        _ => None,
     }
 }

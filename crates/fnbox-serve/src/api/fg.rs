@@ -1,0 +1,203 @@
+//! FunctionGraph's invoke API (functiongraph-facts §5.1–5.3, CONTRACT §6):
+//! `POST /v2/{project_id}/fgs/functions/{function_urn}/invocations`; the asynchronous routes
+//! (`…/invocations-async`, `…/async-invocations[/{request_id}]`) are in `async_invoke.rs`.
+//!
+//! The project id in the path is not checked (fnbox serves one local project); neither are the
+//! region and project of a full URN: package and name select the function.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine as _;
+use bytes::Bytes;
+use fnbox_engine::{FaultKind, InvokeResult};
+use fnbox_wire::front::{headers, paths, values, V1Response, LOG_TAIL_BYTES};
+use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::error::{json, Fg, FrontError};
+use super::{header_str, read_body, AppState};
+use crate::invoke::{invoke, tail, Completed};
+use crate::registry::Served;
+use crate::urn::parse_fg_urn;
+
+/// The FunctionGraph invoke routes.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(paths::FG_INVOKE, post(invoke_sync))
+        .route(
+            paths::FG_INVOKE_ASYNC,
+            post(super::async_invoke::invoke_async),
+        )
+        .route(paths::FG_ASYNC_STATUS, get(super::async_invoke::status))
+        .route(paths::FG_ASYNC_LIST, get(super::async_invoke::list))
+}
+
+/// `X-CFF-Request-Version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ResponseVersion {
+    /// Raw result.
+    V0,
+    /// `{"request_id","result","log","status"}`.
+    V1,
+}
+
+impl ResponseVersion {
+    fn from_headers(h: &HeaderMap) -> Result<Self, FrontError> {
+        match header_str(h, headers::REQUEST_VERSION) {
+            None => Ok(Self::V0),
+            Some(v) if v.eq_ignore_ascii_case(values::VERSION_V0) => Ok(Self::V0),
+            Some(v) if v.eq_ignore_ascii_case(values::VERSION_V1) => Ok(Self::V1),
+            Some(other) => Err(FrontError::InvalidParameter(format!(
+                "{} must be v0 or v1, not {other:?}",
+                headers::REQUEST_VERSION
+            ))),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::V0 => values::VERSION_V0,
+            Self::V1 => values::VERSION_V1,
+        }
+    }
+}
+
+fn wants_tail(h: &HeaderMap) -> bool {
+    header_str(h, headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(values::LOG_TYPE_TAIL))
+}
+
+fn resolve(
+    state: &AppState,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Arc<Served>, FrontError> {
+    let Path((_project, urn)) =
+        path.map_err(|e| FrontError::InvalidParameter(format!("bad request path: {e}")))?;
+    let r = parse_fg_urn(&urn).map_err(|reason| FrontError::BadUrn {
+        urn: urn.clone(),
+        reason,
+    })?;
+    state.registry.resolve_fg(&urn, &r)
+}
+
+async fn invoke_sync(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Fg> {
+    let served = resolve(&state, path)?;
+    let version = ResponseVersion::from_headers(&headers)?;
+    let want_tail = wants_tail(&headers);
+    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    if event.is_empty() {
+        event = Bytes::from_static(b"{}");
+    }
+    let done = invoke(&state.invocations, &served, event, want_tail).await?;
+    Ok(render(&done, version, want_tail))
+}
+
+/// The invocation's log as FunctionGraph shows it, last 4 KiB.
+fn log_tail(done: &Completed) -> String {
+    let s = &done.summary;
+    let mut text = format!(
+        "Start invoke request '{}', version: {}\n",
+        done.request_id,
+        values::LATEST
+    );
+    for line in done.log.iter().flatten() {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB\n",
+        done.request_id, s.duration, s.billing_duration, s.memory_used, s.memory_size
+    ));
+    tail(&text, LOG_TAIL_BYTES).to_string()
+}
+
+fn content_type_of(body: &[u8]) -> &'static str {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    }
+}
+
+fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Response {
+    let log = want_tail.then(|| log_tail(done));
+    let mut resp = match &done.result {
+        InvokeResult::Fault(f) if f.kind == FaultKind::Timeout => Fg(FrontError::Timeout {
+            request_id: done.request_id.clone(),
+            message: f.message.clone(),
+            timeout_secs: done.timeout_secs,
+        })
+        .into_response(),
+        result => {
+            let (body, func_err) = match result {
+                InvokeResult::Ok(b) => (b.clone(), false),
+                InvokeResult::HandlerError(b) => (b.clone(), true),
+                InvokeResult::Fault(f) => (json(&f.error_body()), true),
+            };
+            let (body, content_type) = match version {
+                ResponseVersion::V0 => {
+                    let ct = content_type_of(&body);
+                    (body, ct)
+                }
+                ResponseVersion::V1 => (
+                    json(&V1Response {
+                        request_id: done.request_id.clone(),
+                        result: String::from_utf8_lossy(&body).into_owned(),
+                        log: log.clone().unwrap_or_default(),
+                        status: StatusCode::OK.as_u16(),
+                    }),
+                    "application/json",
+                ),
+            };
+            let mut resp = (StatusCode::OK, body).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static(content_type),
+            );
+            h.insert(
+                headers::IS_FUNC_ERR,
+                HeaderValue::from_static(if func_err { "true" } else { "false" }),
+            );
+            if !func_err {
+                h.insert(
+                    headers::FUNC_ERR_CODE,
+                    HeaderValue::from_static(values::FUNC_ERR_CODE_OK),
+                );
+            }
+            resp
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&done.request_id) {
+        h.insert(headers::REQUEST_ID, v);
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&json(&done.summary)) {
+        h.insert(headers::INVOKE_SUMMARY, v);
+    }
+    h.insert(
+        headers::BILLING_DURATION,
+        HeaderValue::from(done.summary.billing_duration),
+    );
+    h.insert(
+        headers::RESPONSE_VERSION,
+        HeaderValue::from_static(version.as_str()),
+    );
+    if let Some(log) = log {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(log.as_bytes());
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            h.insert(headers::FUNCTION_LOG, v);
+        }
+    }
+    resp
+}

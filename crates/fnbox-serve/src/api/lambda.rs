@@ -1,0 +1,180 @@
+//! Lambda's `Invoke` API: `POST /2015-03-31/functions/{FunctionName}/invocations`, so tools
+//! written for Lambda (or its runtime interface emulator) work unchanged.
+//!
+//! `X-Amz-Invocation-Type`: `RequestResponse` (default) runs the function; `DryRun` answers 204
+//! once the function is found; `Event` answers 202 once the invocation is committed to the
+//! durable queue (`async_invoke.rs`; 413 `RequestEntityTooLargeException` over 256 KiB).
+//! `X-Amz-Log-Type: Tail`
+//! returns the last 4 KB of the log, Lambda-style (`START` / `END` / `REPORT` lines around the
+//! function's own), in `X-Amz-Log-Result`. Function errors, faults and init failures answer 200
+//! with `X-Amz-Function-Error: Unhandled`, as Lambda does.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use base64::Engine as _;
+use bytes::Bytes;
+use fnbox_engine::{FaultKind, InvokeResult};
+use fnbox_wire::fg::ErrorBody;
+use fnbox_wire::front::{lambda_headers, lambda_values, paths, LOG_TAIL_BYTES};
+use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+use super::error::{json, FrontError, Lambda};
+use super::{header_str, read_body, AppState};
+use crate::invoke::{invoke, tail, Completed};
+use crate::urn::parse_lambda_name;
+
+/// The Lambda invoke route.
+pub fn router() -> Router<Arc<AppState>> {
+    Router::new().route(paths::LAMBDA_INVOKE, post(invoke_function))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InvocationType {
+    RequestResponse,
+    Event,
+    DryRun,
+}
+
+fn invocation_type(h: &HeaderMap) -> Result<InvocationType, FrontError> {
+    match header_str(h, lambda_headers::INVOCATION_TYPE) {
+        None => Ok(InvocationType::RequestResponse),
+        Some(v) if v.eq_ignore_ascii_case(lambda_values::REQUEST_RESPONSE) => {
+            Ok(InvocationType::RequestResponse)
+        }
+        Some(v) if v.eq_ignore_ascii_case(lambda_values::EVENT) => Ok(InvocationType::Event),
+        Some(v) if v.eq_ignore_ascii_case(lambda_values::DRY_RUN) => Ok(InvocationType::DryRun),
+        Some(other) => Err(FrontError::InvalidParameter(format!(
+            "1 validation error detected: Value '{other}' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"
+        ))),
+    }
+}
+
+fn wants_tail(h: &HeaderMap) -> Result<bool, FrontError> {
+    match header_str(h, lambda_headers::LOG_TYPE) {
+        None => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_NONE) => Ok(false),
+        Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_TAIL) => Ok(true),
+        Some(other) => Err(FrontError::InvalidParameter(format!(
+            "1 validation error detected: Value '{other}' at 'logType' failed to satisfy constraint: Member must satisfy enum value set: [Tail, None]"
+        ))),
+    }
+}
+
+/// `?Qualifier=`.
+#[derive(Debug, serde::Deserialize)]
+struct InvokeQuery {
+    #[serde(rename = "Qualifier")]
+    qualifier: Option<String>,
+}
+
+async fn invoke_function(
+    State(state): State<Arc<AppState>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<InvokeQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, Lambda> {
+    let Path(name) =
+        path.map_err(|e| FrontError::InvalidParameter(format!("bad request path: {e}")))?;
+    let qualifier = query
+        .map_err(|e| FrontError::InvalidParameter(format!("bad query string: {e}")))?
+        .0
+        .qualifier;
+    let r = parse_lambda_name(&name, qualifier.as_deref()).map_err(FrontError::BadName)?;
+    let served = state.registry.resolve_lambda(&r)?;
+    let kind = invocation_type(&headers)?;
+    let want_tail = wants_tail(&headers)?;
+    if kind == InvocationType::Event {
+        return Ok(super::async_invoke::enqueue_lambda(&state, &served, &headers, body).await?);
+    }
+    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    if kind == InvocationType::DryRun {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        if let Ok(v) = HeaderValue::from_str(&fnbox_engine::invocation::new_request_id()) {
+            resp.headers_mut().insert(lambda_headers::REQUEST_ID, v);
+        }
+        return Ok(resp);
+    }
+    if event.is_empty() {
+        event = Bytes::from_static(b"{}");
+    }
+    let done = invoke(&state.invocations, &served, event, want_tail).await?;
+    Ok(render(&done, want_tail))
+}
+
+/// The invocation's log as Lambda shows it, last 4 KB.
+fn log_tail(done: &Completed) -> String {
+    let id = &done.request_id;
+    let s = &done.summary;
+    let mut text = format!("START RequestId: {id} Version: {}\n", lambda_values::LATEST);
+    for line in done.log.iter().flatten() {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t\n",
+        s.duration,
+        s.billing_duration,
+        s.memory_size,
+        s.memory_used.ceil() as u64
+    ));
+    tail(&text, LOG_TAIL_BYTES).to_string()
+}
+
+fn render(done: &Completed, want_tail: bool) -> Response {
+    let mut resp = match &done.result {
+        InvokeResult::Fault(f) if f.kind == FaultKind::Timeout => Lambda(FrontError::Timeout {
+            request_id: done.request_id.clone(),
+            message: f.message.clone(),
+            timeout_secs: done.timeout_secs,
+        })
+        .into_response(),
+        result => {
+            let (body, func_err) = match result {
+                InvokeResult::Ok(b) => (b.clone(), false),
+                InvokeResult::HandlerError(b) => (b.clone(), true),
+                InvokeResult::Fault(f) => (
+                    json(&ErrorBody::new(
+                        f.error_type(),
+                        format!("RequestId: {} Error: {}", done.request_id, f.message),
+                    )),
+                    true,
+                ),
+            };
+            let mut resp = (StatusCode::OK, body).into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            h.insert(
+                lambda_headers::EXECUTED_VERSION,
+                HeaderValue::from_static(lambda_values::LATEST),
+            );
+            if func_err {
+                h.insert(
+                    lambda_headers::FUNCTION_ERROR,
+                    HeaderValue::from_static(lambda_values::UNHANDLED),
+                );
+            }
+            if let Ok(v) = HeaderValue::from_str(&done.request_id) {
+                h.insert(lambda_headers::REQUEST_ID, v);
+            }
+            resp
+        }
+    };
+    if want_tail {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(log_tail(done).as_bytes());
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            resp.headers_mut().insert(lambda_headers::LOG_RESULT, v);
+        }
+    }
+    resp
+}

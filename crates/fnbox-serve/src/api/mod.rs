@@ -1,0 +1,138 @@
+//! The front door's HTTP surface: one router per API, each built by a function so tests can
+//! drive it directly.
+//!
+//! # Layout
+//! - [`fg`]: FunctionGraph's invoke paths.
+//! - [`lambda`]: Lambda's `Invoke` path.
+//! - [`admin`]: health and listings.
+//! - [`async_invoke`]: asynchronous invocations (enqueue, status, list).
+//! - [`error`]: [`error::FrontError`] and the one mapping to HTTP per dialect shape.
+//!
+//! Every route sits behind the token check when a token is set (CONTRACT §6): a refusal is
+//! answered in the shape of the route's API.
+
+pub mod admin;
+pub mod async_invoke;
+pub mod error;
+pub mod fg;
+pub mod lambda;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use bytes::Bytes;
+use fnbox_async::AsyncStore;
+use fnbox_wire::front::headers;
+use http::HeaderMap;
+use http_body_util::BodyExt;
+use tokio_util::task::TaskTracker;
+
+use crate::registry::Registry;
+use error::{Fg, FrontError, Lambda};
+
+/// What every handler shares.
+pub struct AppState {
+    /// The served functions.
+    pub registry: Arc<Registry>,
+    /// `--token`.
+    token: Option<String>,
+    /// Owns every invocation task (shutdown waits for them).
+    pub invocations: TaskTracker,
+    /// The durable asynchronous queue, when the server has one (`fnbox serve` always does;
+    /// without it the async routes answer 501).
+    pub queue: OnceLock<AsyncStore>,
+}
+
+impl AppState {
+    /// State over a registry, with an optional token.
+    pub fn new(registry: Arc<Registry>, token: Option<String>) -> Self {
+        Self {
+            registry,
+            token,
+            invocations: TaskTracker::new(),
+            queue: OnceLock::new(),
+        }
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = &self.token else {
+            return true;
+        };
+        let Some(given) = headers.get(headers::AUTH_TOKEN) else {
+            return false;
+        };
+        // Length-independent comparison of the bytes.
+        let (a, b) = (given.as_bytes(), token.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+async fn fg_auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.authorized(req.headers()) {
+        next.run(req).await
+    } else {
+        Fg(FrontError::Unauthorized).into_response()
+    }
+}
+
+async fn lambda_auth(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    if state.authorized(req.headers()) {
+        next.run(req).await
+    } else {
+        Lambda(FrontError::Unauthorized).into_response()
+    }
+}
+
+async fn not_found(req: Request) -> Fg {
+    Fg(FrontError::RouteNotFound {
+        method: req.method().to_string(),
+        path: req.uri().path().to_string(),
+    })
+}
+
+/// The whole front door: FunctionGraph and admin routes (FunctionGraph error shape), Lambda
+/// routes (Lambda's shape), a FunctionGraph-shaped 404 for anything else.
+pub fn router(state: Arc<AppState>) -> Router {
+    let fg = fg::router()
+        .merge(admin::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), fg_auth));
+    let lambda = lambda::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        lambda_auth,
+    ));
+    fg.merge(lambda).fallback(not_found).with_state(state)
+}
+
+/// Reads a request body of at most `limit` bytes: a declared `Content-Length` over the limit is
+/// refused before anything is read, and reading stops as soon as the limit is passed.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, FrontError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(FrontError::PayloadTooLarge { limit });
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(FrontError::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(FrontError::InvalidParameter(format!(
+            "cannot read the request body: {e}"
+        ))),
+    }
+}
+
+/// The value of a header as text, trimmed; `None` when absent or empty.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
