@@ -13,6 +13,7 @@ use crate::dialect::Dialect;
 use crate::instance::process::LogLine;
 use crate::instance::{InitError, Instance};
 use crate::launch::{Launch, LaunchError};
+use crate::netns::NetworkMode;
 
 /// Receives every output line of every instance, with the instance's pod name (for fnbox's own
 /// log output). Must not block.
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// Time extensions get to register (CONTRACT §3: 10 s).
     pub extension_init_timeout: Duration,
+    /// Whether instances get their own network namespace. [`EngineConfig::new`] keeps the
+    /// host network; the CLI sets [`NetworkMode::detect`]'s answer.
+    pub network: NetworkMode,
 }
 
 impl EngineConfig {
@@ -45,6 +49,7 @@ impl EngineConfig {
             host_path: None,
             shutdown_grace: Duration::from_secs(2),
             extension_init_timeout: Duration::from_secs(10),
+            network: NetworkMode::Host,
         }
     }
 }
@@ -60,17 +65,21 @@ pub struct Engine {
 
 /// The HTTP client the engine uses towards extensions.
 pub(crate) type PushClient = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
+    fnbox_telemetry::Connector,
     http_body_util::Full<bytes::Bytes>,
 >;
+
+/// A push client whose connections go through `connector`.
+pub(crate) fn push_client(connector: fnbox_telemetry::Connector) -> PushClient {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector)
+}
 
 impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Arc<Self> {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(30))
-                .build_http();
+        let client = push_client(fnbox_telemetry::Connector::host());
         Arc::new(Self {
             config,
             tracker: TaskTracker::new(),
@@ -125,6 +134,13 @@ impl Function {
     /// The package.
     pub fn package(&self) -> &Arc<Package> {
         &self.package
+    }
+
+    /// Whether each instance gets its own network namespace: the engine isolates and the
+    /// package does not ask for `network: host`.
+    pub fn isolated(&self) -> bool {
+        self.engine.config.network == NetworkMode::Isolated
+            && self.package.config.network == fnbox_package::Network::Isolated
     }
 
     /// Starts an instance, trying up to [`INIT_ATTEMPTS`] fresh instances before giving up.

@@ -63,9 +63,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use fnbox_telemetry::Connector;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value};
@@ -109,14 +109,16 @@ const HOP_BY_HOP: [&str; 7] = [
     "upgrade",
 ];
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<Connector, Full<Bytes>>;
 
 /// Runs the bridge until `cancel` fires.
-pub(crate) async fn run(api: Arc<InstanceApi>, cancel: CancellationToken) {
-    if !wait_for_port(&cancel).await {
+/// `connector` reaches the instance's port 8000 (inside its network namespace when isolated).
+pub(crate) async fn run(api: Arc<InstanceApi>, connector: Connector, cancel: CancellationToken) {
+    let connector = connector.connect_timeout(Some(CONNECT_TIMEOUT));
+    if !wait_for_port(&connector, &cancel).await {
         return;
     }
-    let bridge = Arc::new(Bridge::new(&api.package.config));
+    let bridge = Arc::new(Bridge::new(&api.package.config, connector));
     let permits = Arc::new(Semaphore::new(
         api.package.config.concurrent_num.max(1) as usize
     ));
@@ -152,12 +154,10 @@ pub(crate) async fn run(api: Arc<InstanceApi>, cancel: CancellationToken) {
 }
 
 /// Probes 127.0.0.1:8000 every 10 ms until it accepts; false when cancelled first.
-async fn wait_for_port(cancel: &CancellationToken) -> bool {
+async fn wait_for_port(connector: &Connector, cancel: &CancellationToken) -> bool {
+    let port = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, HTTP_PORT));
     loop {
-        let probe = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, HTTP_PORT)),
-        );
+        let probe = tokio::time::timeout(CONNECT_TIMEOUT, connector.connect_addr(port));
         tokio::select! {
             _ = cancel.cancelled() => return false,
             r = probe => if let Ok(Ok(_stream)) = r {
@@ -179,10 +179,7 @@ struct Bridge {
 }
 
 impl Bridge {
-    fn new(config: &fnbox_package::FunctionConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
+    fn new(config: &fnbox_package::FunctionConfig, connector: Connector) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);

@@ -9,6 +9,8 @@
 //! - [`invocation`]: requests, results and faults.
 //! - [`telemetry`]: typed events and the per-instance bus.
 //! - [`launch`]: how each runtime kind is started.
+//! - [`netns`]: per-instance network namespaces (loopback only) and the socket factory that
+//!   reaches into them; [`NetworkMode`] and the host-network fallback.
 //! - [`dialect`]: the trait a dialect implements (routers only).
 
 pub mod dialect;
@@ -18,11 +20,13 @@ pub mod instance;
 pub mod invocation;
 pub mod launch;
 pub mod lifecycle;
+pub mod netns;
 pub mod pool;
 pub mod telemetry;
 
 pub use dialect::Dialect;
 pub use engine::{Engine, EngineConfig, Function, LineEcho};
 pub use instance::{InitError, Instance, InstanceApi, NotReady};
-pub use pool::{InstanceInfo, Pool, PoolConfig, PoolError};
 pub use invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult, InvokeType};
+pub use netns::NetworkMode;
+pub use pool::{InstanceInfo, Pool, PoolConfig, PoolError};

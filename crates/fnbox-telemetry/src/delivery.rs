@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -20,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::batcher::Batcher;
+use crate::connector::Connector;
 use crate::subscriber::{
     Counters, DropAccount, DropNotice, Shared, SubscriberConfig, REASON_SHUTDOWN,
 };
@@ -59,14 +59,17 @@ pub(crate) trait Transport: Send + Sync + 'static {
 
 /// hyper-util's legacy client: HTTP/1.1 with keep-alive pooling.
 pub(crate) struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     uri: http::Uri,
 }
 
 impl HttpTransport {
-    pub(crate) fn new(uri: http::Uri, tracker: TaskTracker, cancel: CancellationToken) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+    pub(crate) fn new(
+        uri: http::Uri,
+        connector: Connector,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Self {
         let client = Client::builder(TrackedExecutor { tracker, cancel })
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             // One batch in flight: one connection is all that is ever reused.

@@ -13,6 +13,8 @@
 //!   engine's non-blocking `send`, `stats`, `close`), [`DeliveryStats`], drop-notice types.
 //! - `delivery`: the per-subscriber task (queue → batcher → POST with retries) and the
 //!   hyper-util HTTP transport.
+//! - [`connector`]: [`Connector`], hyper's connector with a pluggable [`SocketFactory`] (sockets
+//!   created inside an instance's network namespace).
 //!
 //! # Design
 //! - **The function never waits on telemetry.** [`SubscriberHandle::send`] is a synchronous
@@ -46,11 +48,13 @@
 
 pub mod batcher;
 pub mod buffering;
+pub mod connector;
 mod delivery;
 mod subscriber;
 
 pub use batcher::Batcher;
 pub use buffering::{Buffering, BufferingError};
+pub use connector::{Connector, SocketFactory};
 pub use subscriber::{
     ConfigError, DeliveryStats, DropNotice, DroppedRecords, Subscriber, SubscriberConfig,
     SubscriberHandle, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE_CAPACITY,

@@ -10,6 +10,7 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::connector::Connector;
 use crate::delivery::{Delivery, HttpTransport};
 use crate::Buffering;
 
@@ -272,7 +273,24 @@ impl Subscriber {
         tracker: &TaskTracker,
         cancel: CancellationToken,
     ) -> SubscriberHandle {
-        let transport = HttpTransport::new(config.uri.clone(), tracker.clone(), cancel.clone());
+        Self::spawn_connected(config, notice, Connector::host(), tracker, cancel)
+    }
+
+    /// [`Subscriber::spawn`] with the listener reached through `connector` (e.g. sockets
+    /// created inside the instance's network namespace).
+    pub fn spawn_connected(
+        config: SubscriberConfig,
+        notice: DropNotice,
+        connector: Connector,
+        tracker: &TaskTracker,
+        cancel: CancellationToken,
+    ) -> SubscriberHandle {
+        let transport = HttpTransport::new(
+            config.uri.clone(),
+            connector,
+            tracker.clone(),
+            cancel.clone(),
+        );
         spawn_with(config, notice, transport, tracker, cancel)
     }
 }

@@ -5,7 +5,17 @@
 //! - [`channel`]: the queue and in-flight table between the engine and the runtime API.
 //! - [`process`]: spawning, supervising and reading the output of processes.
 //! - [`env`]: the environment every process gets.
+//! - [`extensions`]: registration, and the per-extension event queues of pull (Lambda)
+//!   extensions.
 //! - [`logs`]: routing output lines to telemetry, the log tail and fnbox's own output.
+//!
+//! # Dialect nuances the lifecycle follows (from the package's `dialect`)
+//! Lambda extensions are executables started directly (FunctionGraph's `extension*.sh` are
+//! run by `/bin/bash`) and long-poll for INVOKE / SHUTDOWN; init also waits until every
+//! registered extension asked for its first event; an invocation ends when the runtime asked
+//! for more work after answering (with `concurrent_num` 1) and every extension asked for its
+//! next event; shutdown hands SHUTDOWN (`spindown`, `timeout`, `failure`) to the extensions
+//! before SIGTERM. Every output line is telemetry in Lambda, marked lines only in FunctionGraph.
 
 pub mod channel;
 pub mod env;
@@ -30,9 +40,11 @@ use crate::engine::Function;
 use crate::invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult};
 use crate::launch::RuntimeKind;
 use crate::lifecycle::{State, Transition};
-use crate::telemetry::{Bus, Event, Phase, ReportMetrics, Status};
+use crate::netns::NetNs;
+use crate::telemetry::{Bus, Event, Phase, ReportMetrics, Span, Status};
 use channel::{RuntimeChannel, RuntimeReply, Work, WorkKind};
-use extensions::{ExtensionRegistry, ExtensionTarget};
+use extensions::{ExtensionRegistry, ExtensionTarget, ShutdownReason};
+use fnbox_package::Dialect as PackageDialect;
 use logs::LogRouter;
 use process::{describe_exit, ProcessSpec, Role, Supervised};
 
@@ -64,6 +76,25 @@ impl InstanceApi {
     /// The lifecycle state now.
     pub fn state(&self) -> State {
         *self.state.borrow()
+    }
+
+    /// An API attached to no instance, for testing a dialect's routers alone: the caller plays
+    /// the engine (submits work on `runtime`, releases extension events, reads init errors from
+    /// the returned receiver). Its bus delivers on the current Tokio runtime.
+    pub fn detached(package: Arc<Package>, pod_name: &str) -> (Self, oneshot::Receiver<Bytes>) {
+        let (init_tx, init_rx) = oneshot::channel();
+        let api = InstanceApi {
+            runtime: RuntimeChannel::new(package.config.concurrent_num as usize * 2),
+            bus: Bus::new(TaskTracker::new(), CancellationToken::new()),
+            extensions: ExtensionRegistry::new(
+                package.extensions.iter().map(|e| e.name.clone()).collect(),
+            ),
+            package,
+            pod_name: pod_name.to_string(),
+            init_error: Mutex::new(Some(init_tx)),
+            state: watch::channel(State::Initializing).0,
+        };
+        (api, init_rx)
     }
 
     /// A runtime reported an init failure; returns false when init is already over.
@@ -123,10 +154,17 @@ pub struct Instance {
     tracker: TaskTracker,
     cancel: CancellationToken,
     client: crate::engine::PushClient,
+    /// How fnbox reaches the instance's listeners (through its namespace when isolated).
+    connector: fnbox_telemetry::Connector,
+    /// The instance's own network namespace; `None` on the host network. Dropped with the
+    /// instance; the namespace ends when its last process has ended too.
+    netns: Option<Arc<NetNs>>,
     timeout: Duration,
     memory_size_mb: u32,
     concurrency: u32,
     grace: Duration,
+    /// Lambda: the invocation ends when the runtime asks for more work after answering.
+    waits_for_next: bool,
     started: Instant,
     invocations: std::sync::atomic::AtomicU64,
     peak_bytes: std::sync::atomic::AtomicU64,
@@ -160,7 +198,26 @@ impl Instance {
         );
         let cancel = engine.cancel.child_token();
         let tracker = TaskTracker::new();
-        let bus = Bus::new(tracker.clone(), cancel.clone());
+        let netns = if function.isolated() {
+            // A few ms of syscalls (unshare, ioctl): off the async workers.
+            let created = tokio::task::spawn_blocking(NetNs::create)
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            Some(created.map_err(|e| {
+                InitError::new(
+                    Status::Failure,
+                    "Sandbox.NetworkError",
+                    format!("cannot create the instance's network namespace: {e}"),
+                )
+            })?)
+        } else {
+            None
+        };
+        let connector = match &netns {
+            Some(ns) => ns.connector(),
+            None => fnbox_telemetry::Connector::host(),
+        };
+        let bus = Bus::new(tracker.clone(), cancel.clone()).with_connector(connector.clone());
         let started = Instant::now();
         let start_wall = Utc::now();
         bus.publish(Event::Start {
@@ -175,15 +232,18 @@ impl Instance {
             .create_group(&pod_name, config.memory_bytes())
             .map_err(|e| InitError::new(Status::Failure, "Sandbox.LimitError", e.to_string()))?;
 
-        let listener = tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))
-            .await
-            .map_err(|e| {
-                InitError::new(
-                    Status::Failure,
-                    "Sandbox.ApiError",
-                    format!("cannot bind the instance API: {e}"),
-                )
-            })?;
+        let listener = match &netns {
+            // 127.0.0.1:<port> as seen inside the namespace: the runtime's address stays the same.
+            Some(ns) => ns.listen(0).and_then(tokio::net::TcpListener::from_std),
+            None => tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await,
+        }
+        .map_err(|e| {
+            InitError::new(
+                Status::Failure,
+                "Sandbox.ApiError",
+                format!("cannot bind the instance API: {e}"),
+            )
+        })?;
         let api_addr = listener
             .local_addr()
             .expect("bound listener has an address");
@@ -210,11 +270,9 @@ impl Instance {
             }
         });
 
-        let logs = Arc::new(LogRouter::new(
-            bus.clone(),
-            pod_name.clone(),
-            engine.config.echo.clone(),
-        ));
+        let lambda = config.dialect == PackageDialect::Lambda;
+        let logs = LogRouter::new(bus.clone(), pod_name.clone(), engine.config.echo.clone());
+        let logs = Arc::new(if lambda { logs.every_line() } else { logs });
         let instance = Instance {
             api,
             api_addr,
@@ -223,11 +281,18 @@ impl Instance {
             logs,
             tracker,
             cancel,
-            client: engine.client.clone(),
+            client: if netns.is_some() {
+                crate::engine::push_client(connector.clone())
+            } else {
+                engine.client.clone()
+            },
+            connector,
+            netns,
             timeout: config.timeout_duration(),
             memory_size_mb: config.memory_size,
             concurrency: config.concurrent_num,
             grace: engine.config.shutdown_grace,
+            waits_for_next: lambda && config.concurrent_num == 1,
             started,
             invocations: Default::default(),
             peak_bytes: Default::default(),
@@ -235,6 +300,7 @@ impl Instance {
         };
 
         let result = instance.init(function, init_rx).await;
+        instance.sync_runtime_output().await;
 
         let end_wall = Utc::now();
         let metrics = ReportMetrics::new(
@@ -252,7 +318,29 @@ impl Instance {
             trace_id: trace_id.to_string(),
             status,
             error_type: error_type.clone(),
+            spans: Vec::new(),
+            produced_bytes: None,
         });
+        if result.is_ok() {
+            for ext in instance.api.extensions.registered() {
+                if let ExtensionTarget::Pull(events) = ext.target {
+                    let mut names = Vec::new();
+                    if events.invoke {
+                        names.push("INVOKE".to_string());
+                    }
+                    if events.shutdown {
+                        names.push("SHUTDOWN".to_string());
+                    }
+                    bus.publish(Event::ExtensionState {
+                        time: Utc::now(),
+                        name: ext.name,
+                        state: "Ready".into(),
+                        events: names,
+                        error_type: None,
+                    });
+                }
+            }
+        }
         bus.publish(Event::Report {
             phase: Phase::Init,
             start: start_wall,
@@ -270,7 +358,12 @@ impl Instance {
                 Ok(instance)
             }
             Err(err) => {
-                instance.destroy().await;
+                instance
+                    .destroy(match err.status {
+                        Status::Timeout => ShutdownReason::Timeout,
+                        _ => ShutdownReason::Failure,
+                    })
+                    .await;
                 Err(err)
             }
         }
@@ -287,16 +380,25 @@ impl Instance {
         let package = &self.api.package;
         let config = &package.config;
         let env = env::instance_env(package, self.api_addr, engine.config.host_path.as_deref());
+        let ext_env = env::extension_env(&env, config.dialect);
         let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
         let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
 
         for ext in &package.extensions {
+            let (program, args) = match config.dialect {
+                PackageDialect::FunctionGraph => {
+                    ("/bin/bash".into(), vec![ext.path.clone().into()])
+                }
+                // Lambda extensions are executables of their own (like /opt/extensions).
+                PackageDialect::Lambda => (ext.path.clone(), Vec::new()),
+            };
             let spec = ProcessSpec {
-                program: "/bin/bash".into(),
-                args: vec![ext.path.clone().into()],
+                program,
+                args,
                 cwd: package.root.clone(),
-                env: env.clone(),
+                env: ext_env.clone(),
                 role: Role::Extension(ext.name.clone()),
+                netns: self.netns.as_ref().map(|n| n.raw_fd()),
             };
             let proc = process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker)
                 .map_err(|e| {
@@ -308,6 +410,10 @@ impl Instance {
             let extensions = self.procs.lock().expect("procs lock").extensions.clone();
             tokio::select! {
                 _ = self.api.extensions.all_registered() => {}
+                f = self.api.extensions.failed() => {
+                    return Err(InitError::new(Status::Error, f.error_type, format!(
+                        "extension '{}' reported an init error: {}", f.name, f.message)));
+                }
                 (name, status) = any_exit(&extensions) => {
                     return Err(InitError::new(Status::Failure, "Extension.Crash", format!(
                         "extension '{name}' exited during init ({}) before registering", describe_exit(status))));
@@ -326,8 +432,10 @@ impl Instance {
             cwd: package.root.clone(),
             env,
             role: Role::Runtime,
+            netns: self.netns.as_ref().map(|n| n.raw_fd()),
         };
-        if function.launch.kind == RuntimeKind::HttpServer {
+        // In its own namespace the port is free by construction.
+        if function.launch.kind == RuntimeKind::HttpServer && self.netns.is_none() {
             let port = std::net::SocketAddr::from(([127, 0, 0, 1], crate::http_bridge::HTTP_PORT));
             if std::net::TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_ok() {
                 // Without this check the bridge would take a stranger's server for the function.
@@ -348,6 +456,7 @@ impl Instance {
             // fnbox plays the runtime-API client and forwards each invocation to port 8000.
             self.tracker.spawn(crate::http_bridge::run(
                 self.api.clone(),
+                self.connector.clone(),
                 self.cancel.clone(),
             ));
         }
@@ -372,10 +481,24 @@ impl Instance {
                 )
                 .await?;
             }
-            Ok(())
+            // The runtime is ready: registration closes, and init ends once every registered
+            // pull extension asked for its first event (immediate without any).
+            self.api.extensions.close();
+            tokio::select! {
+                _ = self.api.extensions.all_polled() => Ok(()),
+                _ = tokio::time::sleep_until(deadline) => Err(InitError::new(Status::Timeout, "Extension.InitTimeout", format!(
+                    "extension(s) {} never asked for an event (GET /2020-01-01/extension/event/next)",
+                    self.api.extensions.not_polled().join(", ")))),
+                status = runtime.exited() => {
+                    let fault = exit_fault(status, &self.memory, 0).await;
+                    Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during init", fault.message)))
+                }
+            }
         };
         let result = tokio::select! {
             r = result => r,
+            f = self.api.extensions.failed() => Err(InitError::new(Status::Error, f.error_type, format!(
+                "extension '{}' reported an error during init: {}", f.name, f.message))),
             (name, status) = any_exit(&extensions) => Err(InitError::new(Status::Failure, "Extension.Crash", format!(
                 "extension '{name}' exited during init ({})", describe_exit(status)))),
         };
@@ -440,7 +563,13 @@ impl Instance {
     /// tracker; the returned future completes when all answered (errors are logged: an
     /// unreachable extension does not fail the invocation, a dead one does).
     fn push_extensions(&self, request_id: &str) -> Option<impl std::future::Future<Output = ()>> {
-        let targets = self.api.extensions.registered();
+        let targets: Vec<_> = self
+            .api
+            .extensions
+            .registered()
+            .into_iter()
+            .filter(|r| matches!(r.target, ExtensionTarget::Push(_)))
+            .collect();
         if targets.is_empty() {
             return None;
         }
@@ -453,7 +582,9 @@ impl Instance {
         );
         let mut handles = Vec::with_capacity(targets.len());
         for ext in targets {
-            let ExtensionTarget::Push(addr) = ext.target;
+            let ExtensionTarget::Push(addr) = ext.target else {
+                continue;
+            };
             let client = self.client.clone();
             let body = body.clone();
             let pod = self.api.pod_name.clone();
@@ -484,6 +615,13 @@ impl Instance {
     /// Invocations served so far.
     pub fn invocations(&self) -> u64 {
         self.invocations.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until the runtime's output so far has reached the log router (bounded).
+    async fn sync_runtime_output(&self) {
+        if let Some(runtime) = self.runtime() {
+            runtime.sync_output(Duration::from_millis(100)).await;
+        }
     }
 
     /// Highest per-invocation memory peak so far, in bytes.
@@ -582,6 +720,10 @@ impl Instance {
         };
         // Extensions hear about the invocation at the same moment as the runtime.
         let pushes = self.push_extensions(&req.request_id);
+        let pulls = self
+            .api
+            .extensions
+            .release_invoke(&req.request_id, deadline_epoch_ms);
         let mut result = match self.api.runtime.submit(work).await {
             Err(_) => InvokeResult::Fault(Fault {
                 kind: FaultKind::RuntimeExit,
@@ -589,24 +731,76 @@ impl Instance {
             }),
             Ok(reply) => self.await_reply(reply, deadline, oom_before).await,
         };
-        if let (InvokeResult::Ok(_) | InvokeResult::HandlerError(_), Some(pushes)) =
-            (&result, pushes)
+        let mut early = early;
+        if matches!(result, InvokeResult::Ok(_) | InvokeResult::HandlerError(_))
+            && self.memory.oom_kills() <= oom_before
         {
-            // The invocation ends when every extension answered its push, within the deadline.
+            // The caller gets the runtime's answer at once (CONTRACT §3 step 3); extensions
+            // finishing with the invocation do not delay it.
+            if let Some(early) = early.take() {
+                let _ = early.send(result.clone());
+            }
+        }
+        let replied_at = Utc::now();
+        let completions = self.api.runtime.completions();
+        let mut next_at = None;
+        let runtime_next = self
+            .waits_for_next
+            .then(|| self.api.runtime.wait_next_after(completions));
+        if let (InvokeResult::Ok(_) | InvokeResult::HandlerError(_), true) = (
+            &result,
+            pushes.is_some() || pulls.is_some() || runtime_next.is_some(),
+        ) {
+            // The invocation ends when every extension answered its push or asked for its next
+            // event, and (Lambda) the runtime asked for more work, within the deadline.
             let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+            let done = async {
+                let next = async {
+                    if let Some(wait) = runtime_next {
+                        wait.await;
+                        Some(Utc::now())
+                    } else {
+                        None
+                    }
+                };
+                let pushes = async {
+                    if let Some(p) = pushes {
+                        p.await
+                    }
+                };
+                let pulls = async {
+                    if let Some(p) = pulls {
+                        p.await
+                    }
+                };
+                futures::join!(next, pushes, pulls).0
+            };
+            // Lambda: a runtime that exits instead of asking for more work has crashed.
+            let runtime_exit = async {
+                match self.runtime() {
+                    Some(r) if self.waits_for_next => r.exited().await,
+                    _ => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                _ = pushes => {}
+                at = done => next_at = at,
+                status = runtime_exit => {
+                    result = InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     result = InvokeResult::Fault(Fault {
                         kind: FaultKind::Timeout,
-                        message: format!("invocation timed out after {}s (an extension did not answer its invoke push)", self.timeout.as_secs()),
+                        message: format!("invocation timed out after {}s (an extension did not finish with the invocation)", self.timeout.as_secs()),
+                    });
+                }
+                f = self.api.extensions.failed() => {
+                    result = InvokeResult::Fault(Fault {
+                        kind: FaultKind::ExtensionCrash,
+                        message: format!("extension '{}' reported {}: {}", f.name, f.error_type, f.message),
                     });
                 }
                 (name, status) = any_exit(&extensions) => {
-                    result = InvokeResult::Fault(Fault {
-                        kind: FaultKind::ExtensionCrash,
-                        message: format!("extension '{name}' exited unexpectedly ({})", describe_exit(status)),
-                    });
+                    result = InvokeResult::Fault(extension_exit_fault(&name, status, &self.memory, oom_before).await);
                 }
             }
         }
@@ -618,6 +812,10 @@ impl Instance {
                 InvokeResult::Fault(oom_fault())
             }
             other => other,
+        };
+        let fault_reason = match &result {
+            InvokeResult::Fault(f) if f.kind == FaultKind::Timeout => ShutdownReason::Timeout,
+            _ => ShutdownReason::Failure,
         };
         if let InvokeResult::Fault(fault) = &result {
             self.api.runtime.abandon(&req.request_id);
@@ -631,12 +829,45 @@ impl Instance {
         if let Some(early) = early {
             let _ = early.send(result.clone());
         }
+        // Lines the runtime printed before answering belong before `runtimeDone`.
+        self.sync_runtime_output().await;
+        let (spans, produced_bytes) = match &result {
+            InvokeResult::Ok(body) | InvokeResult::HandlerError(body) => {
+                let ms = |a: chrono::DateTime<Utc>, b: chrono::DateTime<Utc>| {
+                    (b - a).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
+                };
+                let mut spans = vec![
+                    Span {
+                        name: "responseLatency",
+                        start: start_wall,
+                        duration_ms: ms(start_wall, replied_at),
+                    },
+                    Span {
+                        name: "responseDuration",
+                        start: replied_at,
+                        duration_ms: 0.0,
+                    },
+                ];
+                if let Some(next_at) = next_at {
+                    spans.push(Span {
+                        name: "runtimeOverhead",
+                        start: replied_at,
+                        duration_ms: ms(replied_at, next_at),
+                    });
+                }
+                let produced = matches!(result, InvokeResult::Ok(_)).then_some(body.len() as u64);
+                (spans, produced)
+            }
+            InvokeResult::Fault(_) => (Vec::new(), None),
+        };
         bus.publish(Event::RuntimeDone {
             phase: Phase::Invoke,
             time: Utc::now(),
             trace_id: req.request_id.clone(),
             status: result.status(),
             error_type: result.error_type(),
+            spans,
+            produced_bytes,
         });
         let peak = self.memory.peak_bytes();
         self.peak_bytes
@@ -654,7 +885,7 @@ impl Instance {
         });
         let log = self.logs.end(&req.request_id);
         match &result {
-            InvokeResult::Fault(_) => self.destroy().await,
+            InvokeResult::Fault(_) => self.destroy(fault_reason).await,
             _ => {
                 self.set_state(Transition::Finish);
             }
@@ -698,9 +929,12 @@ impl Instance {
                     return InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
                 }
                 (name, status) = any_exit(&procs.extensions) => {
+                    return InvokeResult::Fault(extension_exit_fault(&name, status, &self.memory, oom_before).await);
+                }
+                f = self.api.extensions.failed() => {
                     return InvokeResult::Fault(Fault {
                         kind: FaultKind::ExtensionCrash,
-                        message: format!("extension '{name}' exited unexpectedly ({})", describe_exit(status)),
+                        message: format!("extension '{}' reported {}: {}", f.name, f.error_type, f.message),
                     });
                 }
                 _ = oom_poll.tick() => {
@@ -724,20 +958,20 @@ impl Instance {
     pub async fn shutdown(&self) {
         if !self.set_state(Transition::Shutdown) {
             // Already dead (a fault): make sure nothing is left.
-            self.destroy().await;
+            self.destroy(ShutdownReason::Failure).await;
             return;
         }
-        self.terminate().await;
+        self.terminate(ShutdownReason::Spindown).await;
         self.set_state(Transition::Stopped);
     }
 
     /// Tears a failed instance down (faults, init failures).
-    async fn destroy(&self) {
+    async fn destroy(&self, reason: ShutdownReason) {
         self.set_state(Transition::Fail);
-        self.terminate().await;
+        self.terminate(reason).await;
     }
 
-    async fn terminate(&self) {
+    async fn terminate(&self, reason: ShutdownReason) {
         if self
             .terminated
             .swap(true, std::sync::atomic::Ordering::AcqRel)
@@ -746,11 +980,46 @@ impl Instance {
         }
         let deadline = tokio::time::Instant::now() + self.grace;
         let procs = self.procs.lock().expect("procs lock").clone();
+        // Lambda: SHUTDOWN goes to the extensions that asked for it before any signal.
+        let deadline_epoch_ms =
+            Utc::now().timestamp_millis().max(0) as u64 + self.grace.as_millis() as u64;
+        let shutdowns = self
+            .api
+            .extensions
+            .release_shutdown(reason, deadline_epoch_ms);
         if let Some(runtime) = &procs.runtime {
             runtime.signal_group(Signal::SIGTERM);
         }
+        // Each extension is done with SHUTDOWN when it asks for its next event or exits.
+        let handled = futures::future::join_all(shutdowns.into_iter().map(|(name, acked)| {
+            let proc = procs
+                .extensions
+                .iter()
+                .find(|p| matches!(&*p.role, Role::Extension(n) if *n == name))
+                .cloned();
+            async move {
+                match proc {
+                    Some(p) => {
+                        tokio::select! {
+                            _ = acked => {}
+                            _ = p.exited() => {}
+                        }
+                    }
+                    None => acked.await,
+                }
+            }
+        }));
+        // What the runtime prints until it exits is still telemetry: wait for its last
+        // lines (within the grace period) before the final flush.
+        if let Some(runtime) = &procs.runtime {
+            let _ = tokio::time::timeout_at(deadline, runtime.exited()).await;
+            runtime.output_closed(Duration::from_millis(200)).await;
+        }
         // The telemetry listener lives in an extension: flush before the extensions go.
-        let _ = self.api.bus.close(self.grace).await;
+        let _ = futures::join!(
+            self.api.bus.close(self.grace),
+            tokio::time::timeout_at(deadline, handled)
+        );
         for ext in &procs.extensions {
             ext.signal_group(Signal::SIGTERM);
         }
@@ -827,6 +1096,31 @@ async fn exit_fault(
     Fault {
         kind: FaultKind::RuntimeExit,
         message: format!("runtime exited unexpectedly ({})", describe_exit(status)),
+    }
+}
+
+/// An extension exited during an invocation: out of memory when the instance's memory group
+/// recorded a kill (whichever process it hit), else `Extension.Crash`.
+async fn extension_exit_fault(
+    name: &str,
+    status: std::process::ExitStatus,
+    memory: &MemoryGroup,
+    oom_before: u64,
+) -> Fault {
+    use std::os::unix::process::ExitStatusExt;
+    if status.signal() == Some(libc::SIGKILL) && memory.oom_kills() <= oom_before {
+        // The OOM counter may trail the kill by a moment (RSS sampling in particular).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if memory.oom_kills() > oom_before {
+        return oom_fault();
+    }
+    Fault {
+        kind: FaultKind::ExtensionCrash,
+        message: format!(
+            "extension '{name}' exited unexpectedly ({})",
+            describe_exit(status)
+        ),
     }
 }
 

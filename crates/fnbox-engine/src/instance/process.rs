@@ -11,12 +11,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use fnbox_limits::MemoryGroup;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 /// Longest line kept whole; longer output is split into pieces of this size.
@@ -66,6 +66,9 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// Role in the instance.
     pub role: Role,
+    /// The instance's network namespace fd, joined before `exec` (`None`: host network). The
+    /// caller keeps it open until `spawn` returns.
+    pub netns: Option<std::os::fd::RawFd>,
 }
 
 /// Failure to start a process.
@@ -89,6 +92,8 @@ pub struct Supervised {
     /// Process id, also its process group id.
     pub pid: i32,
     exit: watch::Receiver<Option<ExitStatus>>,
+    barriers: Vec<mpsc::Sender<oneshot::Sender<()>>>,
+    readers_done: watch::Receiver<usize>,
 }
 
 impl Supervised {
@@ -109,6 +114,25 @@ impl Supervised {
     /// The exit status if the process has exited.
     pub fn try_exit(&self) -> Option<ExitStatus> {
         *self.exit.borrow()
+    }
+
+    /// Waits until every line the process wrote before this call has been handed to the sink
+    /// (at most `limit`). The runtime prints before it posts its response, but the pipe and
+    /// the HTTP request race; this barrier keeps a `[Function]` line ahead of `runtimeDone`.
+    pub async fn sync_output(&self, limit: Duration) {
+        let acks = self.barriers.iter().filter_map(|b| {
+            let (tx, rx) = oneshot::channel();
+            b.try_send(tx).ok().map(|_| rx)
+        });
+        let all = futures::future::join_all(acks);
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+
+    /// Waits until both output pipes reached their end (at most `limit`).
+    pub async fn output_closed(&self, limit: Duration) {
+        let mut rx = self.readers_done.clone();
+        let want = self.barriers.len();
+        let _ = tokio::time::timeout(limit, rx.wait_for(|n| *n >= want)).await;
     }
 
     /// Sends `signal` to the whole process group, while its leader has not been reaped (after
@@ -152,10 +176,17 @@ pub fn spawn(
         .process_group(0)
         .kill_on_drop(true);
     let hook = memory.pre_exec_hook();
+    let netns = spec.netns;
     // SAFETY: the hook only performs async-signal-safe syscalls (open/write/close on
-    // precomputed buffers), as `fnbox_limits::MemoryGroup::pre_exec_hook` documents.
+    // precomputed buffers), as `fnbox_limits::MemoryGroup::pre_exec_hook` documents; setns
+    // is a single syscall on a descriptor the parent holds open.
     unsafe {
-        cmd.pre_exec(hook);
+        cmd.pre_exec(move || {
+            if let Some(fd) = netns {
+                crate::netns::NetNs::pre_exec(fd)?;
+            }
+            hook()
+        });
     }
     let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
         program: spec.program.display().to_string(),
@@ -164,11 +195,33 @@ pub fn spawn(
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     memory.watch_process_group(pid);
     let role = Arc::new(spec.role);
-    if let Some(out) = child.stdout.take() {
-        tracker.spawn(read_lines(out, role.clone(), Pipe::Stdout, sink.clone()));
-    }
-    if let Some(err) = child.stderr.take() {
-        tracker.spawn(read_lines(err, role.clone(), Pipe::Stderr, sink));
+    let (done_tx, readers_done) = watch::channel(0usize);
+    let done_tx = Arc::new(done_tx);
+    let mut barriers = Vec::with_capacity(2);
+    let pipes = [
+        (
+            child
+                .stdout
+                .take()
+                .and_then(|p| p.into_owned_fd().ok())
+                .map(nonblocking),
+            Pipe::Stdout,
+        ),
+        (
+            child
+                .stderr
+                .take()
+                .and_then(|p| p.into_owned_fd().ok())
+                .map(nonblocking),
+            Pipe::Stderr,
+        ),
+    ];
+    for (fd, pipe) in pipes {
+        let Some(fd) = fd else { continue };
+        let (btx, brx) = mpsc::channel(4);
+        barriers.push(btx);
+        let splitter = Splitter::new(role.clone(), pipe, sink.clone());
+        tracker.spawn(pump(fd, splitter, brx, done_tx.clone()));
     }
     let (tx, rx) = watch::channel(None);
     tracker.spawn(async move {
@@ -182,47 +235,131 @@ pub fn spawn(
         role,
         pid,
         exit: rx,
+        barriers,
+        readers_done,
     })
 }
 
-/// Reads `reader` to its end, calling `sink` with every line (split at [`MAX_LINE`]).
-async fn read_lines(
-    mut reader: impl AsyncRead + Unpin,
+/// Puts a pipe back in non-blocking mode (`into_owned_fd` hands it over blocking), so the
+/// readiness loop and the barrier drain never block a runtime thread.
+fn nonblocking(fd: std::os::fd::OwnedFd) -> std::os::fd::OwnedFd {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use std::os::fd::AsRawFd;
+    let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFL)
+        .map(OFlag::from_bits_truncate)
+        .unwrap_or(OFlag::empty());
+    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK));
+    fd
+}
+
+/// Cuts a byte stream into lines (split at [`MAX_LINE`]) and hands them to the sink.
+struct Splitter {
+    line: Vec<u8>,
     role: Arc<Role>,
     pipe: Pipe,
     sink: LineSink,
-) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut line: Vec<u8> = Vec::new();
-    let emit = |bytes: &[u8]| {
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        sink(LogLine {
-            role: role.clone(),
+}
+
+impl Splitter {
+    fn new(role: Arc<Role>, pipe: Pipe, sink: LineSink) -> Self {
+        Self {
+            line: Vec::new(),
+            role,
             pipe,
+            sink,
+        }
+    }
+
+    fn emit(&self, bytes: &[u8]) {
+        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        (self.sink)(LogLine {
+            role: self.role.clone(),
+            pipe: self.pipe,
             text: String::from_utf8_lossy(bytes).into_owned(),
         });
-    };
-    loop {
-        let n = match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let mut chunk = &buf[..n];
+    }
+
+    fn feed(&mut self, mut chunk: &[u8]) {
+        let mut line = std::mem::take(&mut self.line);
         while let Some(pos) = memchr(b'\n', chunk) {
             if line.is_empty() && pos <= MAX_LINE {
-                emit(&chunk[..pos]);
+                self.emit(&chunk[..pos]);
             } else {
-                append_capped(&mut line, &chunk[..pos], &emit);
-                emit(&line);
+                append_capped(&mut line, &chunk[..pos], &|b| self.emit(b));
+                self.emit(&line);
                 line.clear();
             }
             chunk = &chunk[pos + 1..];
         }
-        append_capped(&mut line, chunk, &emit);
+        append_capped(&mut line, chunk, &|b| self.emit(b));
+        self.line = line;
     }
-    if !line.is_empty() {
-        emit(&line);
+
+    fn finish(&mut self) {
+        if !self.line.is_empty() {
+            let line = std::mem::take(&mut self.line);
+            self.emit(&line);
+        }
     }
+}
+
+/// Most bytes one barrier drains, so a process printing without pause cannot hold it forever.
+const BARRIER_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Reads one pipe to its end. Between reads it serves barriers: it drains what the pipe
+/// already holds (non-blocking) and acknowledges, so the caller knows every earlier line has
+/// reached the sink.
+async fn pump(
+    fd: std::os::fd::OwnedFd,
+    mut splitter: Splitter,
+    mut barriers: mpsc::Receiver<oneshot::Sender<()>>,
+    done: Arc<watch::Sender<usize>>,
+) {
+    use std::os::fd::AsRawFd;
+    let mut buf = vec![0u8; 64 * 1024];
+    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and is not reused
+    // while registered, which is what `register` requires.
+    if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
+        let raw = afd.as_raw_fd();
+        let read = |buf: &mut [u8]| nix::unistd::read(raw, buf);
+        'outer: loop {
+            tokio::select! {
+                biased;
+                Some(ack) = barriers.recv() => {
+                    let mut budget = BARRIER_BUDGET;
+                    let mut eof = false;
+                    while budget > 0 {
+                        match read(&mut buf) {
+                            Ok(0) => { eof = true; break; }
+                            Ok(n) => { splitter.feed(&buf[..n]); budget = budget.saturating_sub(n); }
+                            Err(nix::errno::Errno::EINTR) => continue,
+                            Err(nix::errno::Errno::EAGAIN) => break,
+                            Err(_) => { eof = true; break; }
+                        }
+                    }
+                    let _ = ack.send(());
+                    if eof { break 'outer; }
+                }
+                guard = afd.readable() => {
+                    let Ok(mut guard) = guard else { break };
+                    match guard.try_io(|_| read(&mut buf).map_err(std::io::Error::from)) {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(n)) => splitter.feed(&buf[..n]),
+                        Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Ok(Err(_)) => break,
+                        Err(_would_block) => continue,
+                    }
+                }
+            }
+        }
+    }
+    splitter.finish();
+    // Late barriers are answered too: the pipe is closed, nothing more will come.
+    barriers.close();
+    while let Ok(ack) = barriers.try_recv() {
+        let _ = ack.send(());
+    }
+    done.send_modify(|n| *n += 1);
 }
 
 /// Appends `data` to `line`, emitting `MAX_LINE`-sized pieces as the line grows past it.
@@ -246,20 +383,19 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    #[tokio::test]
-    async fn lines_are_split_and_long_lines_cut() {
+    #[test]
+    fn lines_are_split_and_long_lines_cut() {
         let long = "x".repeat(MAX_LINE + 10);
         let input = format!("a\r\nb\n{long}\ntail");
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
         let sink: LineSink = Arc::new(move |l: LogLine| g.lock().unwrap().push(l.text));
-        read_lines(
-            input.as_bytes(),
-            Arc::new(Role::Runtime),
-            Pipe::Stdout,
-            sink,
-        )
-        .await;
+        let mut sp = Splitter::new(Arc::new(Role::Runtime), Pipe::Stdout, sink);
+        // Feed in uneven chunks, as a pipe delivers them.
+        for chunk in input.as_bytes().chunks(7000) {
+            sp.feed(chunk);
+        }
+        sp.finish();
         let got = got.lock().unwrap();
         assert_eq!(got[0], "a");
         assert_eq!(got[1], "b");
