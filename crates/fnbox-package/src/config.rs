@@ -41,6 +41,8 @@ pub const FIELDS: &[&str] = &[
     "reserved_instances",
     "idle_timeout",
     "dialect",
+    "network",
+    "async_invoke_config",
 ];
 
 /// Most characters `user_data` names and values may hold together.
@@ -83,6 +85,39 @@ pub struct FunctionConfig {
     pub idle_timeout: u32,
     /// Which platform's in-sandbox APIs the function sees.
     pub dialect: Dialect,
+    /// Whether instances get a network of their own (`isolated`, the default) or share the
+    /// host's (`host`).
+    pub network: Network,
+    /// Asynchronous invocation settings (`async_invoke_config`), FunctionGraph's names.
+    pub async_invoke_config: Option<AsyncInvokeConfig>,
+}
+
+/// The network an instance's processes see (`network:` in function.yaml).
+///
+/// `isolated` (the default): each instance gets its own network namespace with only a loopback
+/// interface, so fixed ports (8000, 8081-8090) never collide between instances, and the
+/// function has NO route out (no internet, no host services). fnbox falls back to `host` for
+/// every function when it cannot create namespaces (not root, no user namespaces), and says so
+/// at start-up. `host`: the instance shares the host's network (outbound access, host
+/// loopback); a function with fixed ports then runs one instance at a time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Own network namespace, loopback only (the default).
+    #[default]
+    Isolated,
+    /// The host's network.
+    Host,
+}
+
+impl Network {
+    /// The config spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Isolated => "isolated",
+            Network::Host => "host",
+        }
+    }
 }
 
 /// How the function's code is run.
@@ -160,6 +195,8 @@ impl FunctionConfig {
             reserved_instances: 0,
             idle_timeout: 60,
             dialect: Dialect::FunctionGraph,
+            network: Network::Isolated,
+            async_invoke_config: None,
         }
     }
 
@@ -481,7 +518,23 @@ impl Fields<'_> {
             .ranged("idle_timeout", 1, 86400, "seconds")?
             .unwrap_or(defaults.idle_timeout);
 
+        let network = match self.string("network")? {
+            None => defaults.network,
+            Some("isolated") => Network::Isolated,
+            Some("host") => Network::Host,
+            Some(other) => {
+                return Err(self.error(
+                    "network",
+                    format!("'{other}' is not allowed; allowed values: isolated, host"),
+                ))
+            }
+        };
+
+        let async_invoke_config = self.async_invoke_config()?;
+
         Ok(FunctionConfig {
+            network,
+            async_invoke_config,
             func_name,
             package,
             runtime,
@@ -912,6 +965,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     }
     row[b.len()]
 }
+
+mod async_invoke;
+pub use async_invoke::{AsyncDestination, AsyncInvokeConfig};
 
 #[cfg(test)]
 mod tests;

@@ -513,3 +513,17 @@ fn dialect_serde_names() {
         Dialect::Lambda
     );
 }
+
+#[test]
+fn network_defaults_to_isolated_and_accepts_host() {
+    assert_eq!(parse("").unwrap().network, crate::Network::Isolated);
+    assert_eq!(
+        parse("network: host").unwrap().network,
+        crate::Network::Host
+    );
+    assert_eq!(
+        parse("network: isolated").unwrap().network,
+        crate::Network::Isolated
+    );
+    assert_mentions(&error("network: bridge"), &["network", "isolated", "host"]);
+}
