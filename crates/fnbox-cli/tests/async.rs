@@ -7,18 +7,20 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use fnbox_testkit::serve::{invoke, processes_in, Serve};
 use fnbox_testkit::{http_request, process_alive, FixturePackage};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
 
+const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
+
 fn fnbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fnbox"))
+    Command::new(FNBOX)
 }
 
 fn text(b: &[u8]) -> String {
@@ -27,134 +29,6 @@ fn text(b: &[u8]) -> String {
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
-}
-
-/// A running `fnbox serve`.
-struct Serve {
-    child: Child,
-    addr: SocketAddr,
-    startup: Vec<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Serve {
-    /// Starts `fnbox serve <args> --listen 127.0.0.1:0` and waits for its "listening on" line.
-    fn start(args: &[&str]) -> Serve {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = fnbox();
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-            });
-        }
-        let mut child = cmd
-            .arg("serve")
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn fnbox serve");
-        let stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = BufReader::new(stderr).read_to_string(&mut s);
-            s
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut startup = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line
-                        .split("listening on http://")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    startup.push(line);
-                    if let Some(a) = found {
-                        break a;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "fnbox serve did not come up; stdout: {startup:?}; stderr: {}",
-                        stderr.join().unwrap_or_default()
-                    );
-                }
-            }
-        };
-        Serve {
-            child,
-            addr,
-            startup,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal fnbox serve");
-    }
-
-    /// Waits for the exit (bounded); returns the exit code (None after a signal) and stderr.
-    fn wait(mut self, within: Duration) -> (Option<i32>, String) {
-        let end = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let err = self.stderr.take().unwrap().join().unwrap_or_default();
-                return (status.code(), err);
-            }
-            if Instant::now() >= end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = self.stderr.take().unwrap().join().unwrap_or_default();
-                panic!("fnbox serve did not exit within {within:?}; stderr: {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(self) {
-        self.signal(Signal::SIGTERM);
-        let (code, err) = self.wait(Duration::from_secs(30));
-        assert_eq!(code, Some(0), "stderr: {err}");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn invoke(serve_url: &str, args: &[&str]) -> Output {
-    fnbox()
-        .arg("invoke")
-        .args(args)
-        .args(["--server", serve_url])
-        .output()
-        .expect("run fnbox invoke")
 }
 
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
@@ -188,27 +62,6 @@ fn wait_done(addr: SocketAddr, function: &str, id: &str, within: Duration) -> Va
     }
 }
 
-/// Pids of live processes whose working directory is `dir`.
-fn processes_in(dir: &Path) -> Vec<i32> {
-    let dir = dir.canonicalize().unwrap();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
-            && process_alive(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// Echoes the event; `boom` fails.
 const ECHO: &str = r#"
 while next; do
@@ -223,11 +76,14 @@ done
 fn accept_then_complete_with_invoke_async_wait() {
     let pkg = FixturePackage::bash("func_name: echo\ntimeout: 5\n", ECHO);
     let data = tempfile::tempdir().unwrap();
-    let s = Serve::start(&[
-        pkg.path().to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-    ]);
+    let s = Serve::start(
+        FNBOX,
+        &[
+            pkg.path().to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    );
     let startup = s.startup.join("\n");
     assert!(
         startup.contains(&format!(
@@ -240,6 +96,7 @@ fn accept_then_complete_with_invoke_async_wait() {
 
     // --async --wait: the result on stdout, exit 0; the runtime saw an async invocation.
     let out = invoke(
+        FNBOX,
         &url,
         &["echo", "--async", "--wait", "--event", r#"{"a":1}"#],
     );
@@ -251,7 +108,7 @@ fn accept_then_complete_with_invoke_async_wait() {
     );
 
     // --async alone prints the request id; the status route knows it.
-    let out = invoke(&url, &["echo", "--async", "--event", r#"{"b":2}"#]);
+    let out = invoke(FNBOX, &url, &["echo", "--async", "--event", r#"{"b":2}"#]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     let id = text(&out.stdout).trim().to_string();
     assert_eq!(id.len(), 36, "a uuid: {id}");
@@ -272,6 +129,7 @@ fn accept_then_complete_with_invoke_async_wait() {
 
     // A handler error: FunctionGraph does not retry by default; exit 1 with the error.
     let out = invoke(
+        FNBOX,
         &url,
         &["echo", "--async", "--wait", "--event", r#"{"boom":1}"#],
     );
@@ -289,6 +147,7 @@ fn accept_then_complete_with_invoke_async_wait() {
 
     // Lambda's Event invocation, through the CLI.
     let out = invoke(
+        FNBOX,
         &url,
         &[
             "echo",
@@ -322,7 +181,7 @@ fn accept_then_complete_with_invoke_async_wait() {
     s.stop();
 
     // --wait without --async is refused.
-    let out = invoke(&url, &["echo", "--wait"]);
+    let out = invoke(FNBOX, &url, &["echo", "--wait"]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -406,17 +265,21 @@ done
         r#"while next; do fail "$REQUEST_ID" '{"errorType":"Nope","errorMessage":"never"}'; done"#,
     );
     let data = tempfile::tempdir().unwrap();
-    let s = Serve::start(&[
-        flaky.path().to_str().unwrap(),
-        hopeless.path().to_str().unwrap(),
-        "--data-dir",
-        data.path().to_str().unwrap(),
-        "--async-retry-delay",
-        "300ms",
-    ]);
+    let s = Serve::start(
+        FNBOX,
+        &[
+            flaky.path().to_str().unwrap(),
+            hopeless.path().to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+            "--async-retry-delay",
+            "300ms",
+        ],
+    );
     let url = s.url();
     let started = Instant::now();
     let out = invoke(
+        FNBOX,
         &url,
         &["flaky", "--async", "--wait", "--event", r#"{"k":"v"}"#],
     );
@@ -445,7 +308,7 @@ done
         "backoff doubles: {gap1} ms, {gap2} ms: {v}"
     );
 
-    let out = invoke(&url, &["hopeless", "--async", "--wait"]);
+    let out = invoke(FNBOX, &url, &["hopeless", "--async", "--wait"]);
     assert_eq!(out.status.code(), Some(1), "stderr: {}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("failed after 2 attempt(s)"),
@@ -502,7 +365,7 @@ done
         "--async-retry-delay",
         "200ms",
     ];
-    let s = Serve::start(&args);
+    let s = Serve::start(FNBOX, &args);
     let cgroup = s
         .startup
         .iter()
@@ -552,7 +415,7 @@ done
     let (code, _) = s.wait(Duration::from_secs(10));
     assert_eq!(code, None, "killed by a signal");
 
-    let s = Serve::start(&args);
+    let s = Serve::start(FNBOX, &args);
     let startup = s.startup.join("\n");
     assert!(startup.contains(" queued"), "{startup}");
     if cgroup {
@@ -654,11 +517,14 @@ fn unwritable_data_dir_exits_2_naming_the_path() {
 
     // A data dir in use by another fnbox serve.
     let shared = dir.path().join("shared");
-    let first = Serve::start(&[
-        pkg.path().to_str().unwrap(),
-        "--data-dir",
-        shared.to_str().unwrap(),
-    ]);
+    let first = Serve::start(
+        FNBOX,
+        &[
+            pkg.path().to_str().unwrap(),
+            "--data-dir",
+            shared.to_str().unwrap(),
+        ],
+    );
     let out = fnbox()
         .arg("serve")
         .arg(pkg.path())

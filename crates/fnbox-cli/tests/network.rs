@@ -9,23 +9,16 @@
 //! Skipped (with a message) where network namespaces cannot be created.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use fnbox_engine::netns::{namespace_inodes, namespace_of, probe};
+use fnbox_testkit::recorder::telemetry_example;
+use fnbox_testkit::serve::{processes_in, Serve};
 use fnbox_testkit::{http_request, process_alive, FixturePackage};
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
 
 fn isolation_available() -> bool {
     match probe() {
@@ -33,164 +26,6 @@ fn isolation_available() -> bool {
         Err(why) => {
             eprintln!("skipped: network namespaces unavailable here ({why})");
             false
-        }
-    }
-}
-
-/// `fnbox-telemetry-recorder`, built once (see tests/telemetry_examples.rs).
-fn recorder_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_BIN_EXE_fnbox")).parent().unwrap();
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(repo()).args([
-                "build",
-                "-p",
-                "fnbox-extension",
-                "--bin",
-                "fnbox-telemetry-recorder",
-            ]);
-            if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            dir.join("fnbox-telemetry-recorder")
-        })
-        .clone()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// A copy of `examples/telemetry` whose recorders each write `<out>/events-<pid>.jsonl`
-/// (through a wrapper named by `FNBOX_EXTENSION_BIN`), with `extra` config lines.
-fn telemetry_example(out: &Path, extra: &str) -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("examples/telemetry"), tmp.path());
-    let wrapper = tmp.path().join("recorder.sh");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nFNBOX_TELEMETRY_OUT=\"{}/events-$$.jsonl\" exec \"{}\" \"$@\"\n",
-            out.display(),
-            recorder_bin().display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let yaml = tmp.path().join("function.yaml");
-    let mut config = std::fs::read_to_string(&yaml).unwrap();
-    config.push_str(&format!(
-        "\n{extra}user_data:\n  FNBOX_EXTENSION_BIN: {}\n",
-        Value::from(wrapper.to_str().unwrap())
-    ));
-    std::fs::write(&yaml, config).unwrap();
-    tmp
-}
-
-struct Serve {
-    _data: tempfile::TempDir,
-    child: Child,
-    addr: SocketAddr,
-    startup: Vec<String>,
-}
-
-impl Serve {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fnbox"))
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data.path())
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn fnbox serve");
-        let stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-            s
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut startup = Vec::new();
-        let addr = loop {
-            match rx.recv_timeout(Duration::from_secs(30)) {
-                Ok(line) => {
-                    let found = line
-                        .split("listening on http://")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    startup.push(line);
-                    if let Some(a) = found {
-                        break a;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let err = stderr.join().unwrap_or_default();
-                    panic!("fnbox serve did not come up; stdout: {startup:?}; stderr: {err}");
-                }
-            }
-        };
-        Serve {
-            _data: data,
-            child,
-            addr,
-            startup,
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let end = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < end, "fnbox serve did not stop");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }
@@ -220,35 +55,18 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// Pids of live processes whose working directory is `dir`.
-fn processes_in(dir: &Path) -> Vec<i32> {
-    let dir = dir.canonicalize().unwrap();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
-            && process_alive(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 #[test]
 fn serve_runs_4_telemetry_instances_each_recorder_gets_only_its_own_events() {
     if !isolation_available() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let pkg = telemetry_example(out.path(), "max_instances: 4\nreserved_instances: 4\n");
-    let s = Serve::start(&[pkg.path().to_str().unwrap()], &[]);
+    let pkg = telemetry_example(
+        FNBOX,
+        out.path(),
+        "max_instances: 4\nreserved_instances: 4\n",
+    );
+    let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
     let startup = s.startup.join("\n");
     assert!(
         startup.contains("network: isolated (one network namespace per instance"),
@@ -295,7 +113,7 @@ fn serve_runs_4_telemetry_instances_each_recorder_gets_only_its_own_events() {
         }
     }
     assert_eq!(sent.len(), 24);
-    s.stop();
+    s.terminate(Duration::from_secs(20));
 
     // One file per recorder; each holds one pod's events only.
     let mut pods = HashSet::new();
@@ -350,8 +168,9 @@ fn serve_runs_4_telemetry_instances_each_recorder_gets_only_its_own_events() {
 #[test]
 fn forced_host_fallback_runs_one_instance_and_says_why() {
     let out = tempfile::tempdir().unwrap();
-    let pkg = telemetry_example(out.path(), "max_instances: 4\n");
-    let s = Serve::start(
+    let pkg = telemetry_example(FNBOX, out.path(), "max_instances: 4\n");
+    let s = Serve::start_with_env(
+        FNBOX,
         &[pkg.path().to_str().unwrap()],
         &[("FNBOX_NETWORK", "host")],
     );
@@ -366,7 +185,7 @@ fn forced_host_fallback_runs_one_instance_and_says_why() {
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(functions(s.addr, &rt)[0]["exclusive"], true);
-    s.stop();
+    s.terminate(Duration::from_secs(20));
 }
 
 #[test]
@@ -375,10 +194,14 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
         return;
     }
     let out = tempfile::tempdir().unwrap();
-    let pkg = telemetry_example(out.path(), "max_instances: 2\nreserved_instances: 2\n");
+    let pkg = telemetry_example(
+        FNBOX,
+        out.path(),
+        "max_instances: 2\nreserved_instances: 2\n",
+    );
 
     // Orderly shutdown.
-    let s = Serve::start(&[pkg.path().to_str().unwrap()], &[]);
+    let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(instances(s.addr, &rt), 2);
     let ns: HashSet<u64> = processes_in(pkg.path())
@@ -386,7 +209,7 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
         .filter_map(namespace_of)
         .collect();
     assert_eq!(ns.len(), 2, "two instance namespaces");
-    s.stop();
+    s.terminate(Duration::from_secs(20));
     wait_for(
         "namespaces to end after shutdown",
         Duration::from_secs(5),
@@ -397,7 +220,7 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
     );
 
     // SIGKILL: the instances' processes keep their namespaces alive …
-    let s = Serve::start(&[pkg.path().to_str().unwrap()], &[]);
+    let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
     let memory_line = s.startup.join("\n");
     assert_eq!(instances(s.addr, &rt), 2);
     let pids = processes_in(pkg.path());
@@ -429,7 +252,7 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
         "func_name: other\n",
         "while next; do respond \"$REQUEST_ID\" 1; done",
     );
-    let s = Serve::start(&[other.path().to_str().unwrap()], &[]);
+    let s = Serve::start(FNBOX, &[other.path().to_str().unwrap()]);
     wait_for(
         "the dead run's processes to be killed",
         Duration::from_secs(10),
@@ -443,5 +266,5 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
             ns.iter().all(|n| !now.contains(n))
         },
     );
-    s.stop();
+    s.terminate(Duration::from_secs(20));
 }

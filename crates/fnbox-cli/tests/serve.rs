@@ -2,154 +2,22 @@
 //! driven with `fnbox invoke` and raw HTTP, stopped with SIGTERM/SIGINT while invocations are in
 //! flight (exit 0, no process left behind), and refusing bad setups with exit code 2.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fnbox_testkit::serve::{invoke, processes_in, Serve};
 use fnbox_testkit::{http_request, process_alive, FixturePackage};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+
+const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
 
 fn fnbox() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fnbox"))
+    Command::new(FNBOX)
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A running `fnbox serve`.
-struct Serve {
-    child: Child,
-    /// The data dir when the test did not give one (the default `./.fnbox` is one serve at a
-    /// time, and tests run in parallel).
-    _data: Option<tempfile::TempDir>,
-    addr: SocketAddr,
-    startup: Vec<String>,
-    stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Serve {
-    /// Starts `fnbox serve <args> --listen 127.0.0.1:0` and waits for its "listening on" line.
-    fn start(args: &[&str]) -> Serve {
-        use std::os::unix::process::CommandExt;
-        let mut cmd = fnbox();
-        // If this test process dies, fnbox serve gets SIGTERM and cleans up after itself.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)
-            });
-        }
-        let data = (!args.contains(&"--data-dir")).then(|| tempfile::tempdir().unwrap());
-        if let Some(d) = &data {
-            cmd.arg("serve").arg("--data-dir").arg(d.path());
-        } else {
-            cmd.arg("serve");
-        }
-        let mut child = cmd
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn fnbox serve");
-        let stderr = child.stderr.take().unwrap();
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut s);
-            s
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut startup = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line
-                        .split("listening on http://")
-                        .nth(1)
-                        .and_then(|rest| rest.split_whitespace().next())
-                        .and_then(|a| a.parse::<SocketAddr>().ok());
-                    startup.push(line);
-                    if let Some(a) = found {
-                        break a;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "fnbox serve did not come up; stdout: {startup:?}; stderr: {}",
-                        stderr.join().unwrap_or_default()
-                    );
-                }
-            }
-        };
-        Serve {
-            child,
-            _data: data,
-            addr,
-            startup,
-            stderr: Some(stderr),
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    fn signal(&self, sig: Signal) {
-        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal fnbox serve");
-    }
-
-    /// Waits for the exit (bounded); returns the exit code and stderr.
-    fn wait(mut self, within: Duration) -> (Option<i32>, String) {
-        let end = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let err = self.stderr.take().unwrap().join().unwrap_or_default();
-                return (status.code(), err);
-            }
-            if Instant::now() >= end {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                let err = self.stderr.take().unwrap().join().unwrap_or_default();
-                panic!("fnbox serve did not exit within {within:?}; stderr: {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn invoke(serve_url: &str, args: &[&str]) -> Output {
-    fnbox()
-        .arg("invoke")
-        .args(args)
-        .args(["--server", serve_url])
-        .output()
-        .expect("run fnbox invoke")
 }
 
 /// Echoes the event with its pid; `boom` fails; `slow` takes 1.5 s.
@@ -167,28 +35,6 @@ fn echo_pkg(name: &str, extra: &str) -> FixturePackage {
     FixturePackage::bash(&format!("func_name: {name}\ntimeout: 5\n{extra}"), ECHO)
 }
 
-/// Pids of live processes whose working directory is `dir` (a fixture's runtime and whatever
-/// it started).
-fn processes_in(dir: &Path) -> Vec<i32> {
-    let dir = dir.canonicalize().unwrap();
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
-            && process_alive(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
@@ -196,7 +42,7 @@ fn json(body: &str) -> serde_json::Value {
 #[test]
 fn serve_then_invoke_with_the_cli_and_raw_http() {
     let echo = echo_pkg("echo", "");
-    let s = Serve::start(&[echo.path().to_str().unwrap()]);
+    let s = Serve::start(FNBOX, &[echo.path().to_str().unwrap()]);
     let startup = s.startup.join("\n");
     assert!(startup.contains("memory limits: "), "{startup}");
     assert!(
@@ -212,7 +58,7 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
     let url = s.url();
 
     // fnbox invoke, FunctionGraph path.
-    let out = invoke(&url, &["echo", "--event", r#"{"a":1}"#]);
+    let out = invoke(FNBOX, &url, &["echo", "--event", r#"{"a":1}"#]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
     assert_eq!(json(text(&out.stdout).trim())["echo"]["a"], 1);
     assert!(
@@ -223,6 +69,7 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
 
     // --log-type tail: the decoded log on stderr.
     let out = invoke(
+        FNBOX,
         &url,
         &[
             "urn:fss:local:local:function:default:echo:latest",
@@ -242,6 +89,7 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
     let event = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(event.path(), r#"{"from":"file"}"#).unwrap();
     let out = invoke(
+        FNBOX,
         &url,
         &[
             "echo",
@@ -261,7 +109,7 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
     );
 
     // A handler error: exit 1, the error body on stdout, a message on stderr.
-    let out = invoke(&url, &["echo", "--event", r#"{"boom":1}"#]);
+    let out = invoke(FNBOX, &url, &["echo", "--event", r#"{"boom":1}"#]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json(text(&out.stdout).trim())["errorType"], "ValueError");
     assert!(
@@ -269,18 +117,22 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
         "{}",
         text(&out.stderr)
     );
-    let out = invoke(&url, &["echo", "--lambda", "--event", r#"{"boom":1}"#]);
+    let out = invoke(
+        FNBOX,
+        &url,
+        &["echo", "--lambda", "--event", r#"{"boom":1}"#],
+    );
     assert_eq!(out.status.code(), Some(1));
 
     // Unknown function: exit 2 with the server's error.
-    let out = invoke(&url, &["nope"]);
+    let out = invoke(FNBOX, &url, &["nope"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("404 Not Found: FSS.1051"),
         "{}",
         text(&out.stderr)
     );
-    let out = invoke(&url, &["nope", "--lambda"]);
+    let out = invoke(FNBOX, &url, &["nope", "--lambda"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("ResourceNotFoundException"),
@@ -333,7 +185,10 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
 fn sigterm_with_invocations_in_flight_exits_0_and_leaves_no_process() {
     let a = echo_pkg("alpha", "reserved_instances: 1\n");
     let b = echo_pkg("beta", "");
-    let s = Serve::start(&[a.path().to_str().unwrap(), b.path().to_str().unwrap()]);
+    let s = Serve::start(
+        FNBOX,
+        &[a.path().to_str().unwrap(), b.path().to_str().unwrap()],
+    );
     let addr = s.addr;
     let rt = tokio::runtime::Runtime::new().unwrap();
 
@@ -418,12 +273,15 @@ fn config_file_token_and_sigint() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let s = Serve::start(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--data-dir",
-        data.to_str().unwrap(),
-    ]);
+    let s = Serve::start(
+        FNBOX,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
     assert!(data.is_dir(), "--data-dir is created");
     let startup = s.startup.join("\n");
     assert!(
@@ -433,14 +291,14 @@ fn config_file_token_and_sigint() {
     assert!(startup.contains("X-Auth-Token"), "{startup}");
     let url = s.url();
 
-    let out = invoke(&url, &["echo"]);
+    let out = invoke(FNBOX, &url, &["echo"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("FSS.0401"),
         "{}",
         text(&out.stderr)
     );
-    let out = invoke(&url, &["echo", "--token", "s3cret"]);
+    let out = invoke(FNBOX, &url, &["echo", "--token", "s3cret"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, body) = rt
@@ -469,14 +327,14 @@ fn invoke_without_a_server_exits_4_naming_the_url() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let out = invoke(&url, &["echo"]);
+    let out = invoke(FNBOX, &url, &["echo"]);
     assert_eq!(out.status.code(), Some(4));
     let err = text(&out.stderr);
     assert!(
         err.contains(&format!("cannot reach fnbox serve at {url}")),
         "{err}"
     );
-    let out = invoke("https://127.0.0.1:1", &["echo"]);
+    let out = invoke(FNBOX, "https://127.0.0.1:1", &["echo"]);
     assert_eq!(out.status.code(), Some(2));
     let out = fnbox()
         .args(["invoke", "echo", "--event", "{}", "--event-file", "x"])

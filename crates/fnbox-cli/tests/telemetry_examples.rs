@@ -6,120 +6,28 @@
 //! `function.yaml` (extensions get the platform's environment plus `user_data`, not the test's):
 //! `FNBOX_TELEMETRY_OUT` points at a file of the test's own, and for the Rust example
 //! `FNBOX_EXTENSION_BIN` at the recorder, which cargo does not build for this package's tests
-//! (it belongs to `fnbox-extension`), so [`recorder_bin`] builds it.
+//! (it belongs to `fnbox-extension`), so `fnbox_testkit::recorder::recorder_bin` builds it.
 //!
 //! Both extensions listen on the fixed ports 127.0.0.1:8081 and :8082, so the tests hold
 //! [`PORTS`] while they run, wait for the ports to be free (another test binary may be using
 //! them) and retry a run whose extension could not bind them.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use fnbox_testkit::recorder::{example_copy, recorder_bin, wait_for_free_ports};
 use serde_json::Value;
+
+const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
 
 /// Held by every test of this file: both examples bind 127.0.0.1:8081 and :8082.
 static PORTS: Mutex<()> = Mutex::new(());
 
 /// Longest a single `fnbox run` may take before the test kills it and fails.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// `target/<profile>/fnbox-telemetry-recorder`, next to the `fnbox` binary under test, built
-/// (once per test process) with `cargo build -p fnbox-extension --bin fnbox-telemetry-recorder`
-/// so it is never older than its source. Cargo only builds the binaries of the package under
-/// test, and the recorder is `fnbox-extension`'s.
-fn recorder_bin() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = Path::new(env!("CARGO_BIN_EXE_fnbox")).parent().unwrap();
-            let bin = dir.join("fnbox-telemetry-recorder");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(repo()).args([
-                "build",
-                "-p",
-                "fnbox-extension",
-                "--bin",
-                "fnbox-telemetry-recorder",
-            ]);
-            if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build of fnbox-telemetry-recorder failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                bin.is_file(),
-                "cargo built fnbox-telemetry-recorder, but not at {} (a --target or target-dir \
-                 setup this test does not know about?)",
-                bin.display()
-            );
-            bin
-        })
-        .clone()
-}
-
-/// Copies `examples/<name>` (modes kept) into a new temporary directory and appends
-/// `user_data` with `vars` to its `function.yaml`.
-fn example_copy(name: &str, vars: &[(&str, &Path)]) -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().unwrap();
-    copy_dir(&repo().join("examples").join(name), tmp.path());
-    let yaml = tmp.path().join("function.yaml");
-    let mut config = std::fs::read_to_string(&yaml).unwrap();
-    config.push_str("\nuser_data:\n");
-    for (var, path) in vars {
-        // A JSON string is a YAML double-quoted scalar.
-        let value = Value::from(path.to_str().unwrap()).to_string();
-        config.push_str(&format!("  {var}: {value}\n"));
-    }
-    std::fs::write(&yaml, config).unwrap();
-    tmp
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // fs::copy keeps the permission bits, so bootstrap and the launchers stay executable.
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Waits (bounded) until 127.0.0.1:8081 and :8082 can be bound.
-fn wait_for_free_ports() {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let free = [8081u16, 8082]
-            .iter()
-            .all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok());
-        if free {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "127.0.0.1:8081/8082 stayed busy for 2 minutes"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 struct Run {
     ok: bool,
@@ -131,7 +39,7 @@ struct Run {
 /// `fnbox run <package> --times <times>`, killed (and the test failed) after [`RUN_TIMEOUT`].
 fn fnbox_run(package: &Path, times: u32) -> Run {
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fnbox"))
+    let mut child = Command::new(FNBOX)
         .args([
             "run",
             package.to_str().unwrap(),
@@ -391,7 +299,7 @@ fn assert_full_stream(events: &[Value], ids: &[String], func_name: &str, extensi
 #[test]
 fn telemetry_example_records_a_cold_start_and_two_warm_invokes_and_prints_a_summary() {
     let _ports = PORTS.lock().unwrap_or_else(|p| p.into_inner());
-    let recorder = recorder_bin();
+    let recorder = recorder_bin(FNBOX);
     let out_dir = tempfile::tempdir().unwrap();
     let events_file = out_dir.path().join("events.jsonl");
     let package = example_copy(
