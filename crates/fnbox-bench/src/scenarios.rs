@@ -1,0 +1,830 @@
+//! The scenarios, the processes they start, the table and the JSON.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use fnbox_engine::{Engine, EngineConfig, InvokeRequest, InvokeResult};
+use fnbox_limits::MemoryController;
+use fnbox_serve::{FunctionSpec, Registry};
+use http_body_util::{BodyExt, Full};
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{json, Value};
+
+use crate::helpers::{target_dir, workspace_root};
+use crate::stats::p50_p99;
+use crate::Options;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+/// How much of everything a run does.
+struct Counts {
+    warmup: usize,
+    sequential: usize,
+    throughput_for: Duration,
+    clients: usize,
+    cold: usize,
+    lines: u64,
+    warm_instances: u32,
+}
+
+impl Counts {
+    fn new(smoke: bool) -> Self {
+        if smoke {
+            Counts {
+                warmup: 3,
+                sequential: 20,
+                throughput_for: Duration::from_millis(300),
+                clients: 32,
+                cold: 2,
+                lines: 2_000,
+                warm_instances: 3,
+            }
+        } else {
+            Counts {
+                warmup: 200,
+                sequential: 3_000,
+                throughput_for: Duration::from_secs(3),
+                clients: 32,
+                cold: 40,
+                lines: 1_000_000,
+                warm_instances: 50,
+            }
+        }
+    }
+}
+
+/// One line of the table (and one object of the JSON).
+struct Row {
+    scenario: String,
+    fnbox: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+    met: Option<bool>,
+    data: Value,
+}
+
+/// The binaries a run uses.
+struct Bins {
+    fnbox: PathBuf,
+    rust_hello: PathBuf,
+    me: PathBuf,
+}
+
+pub fn run(opts: Options) -> anyhow::Result<()> {
+    let profile = if opts.debug { "debug" } else { "release" };
+    if !opts.no_build {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace_root())
+            .args(["build", "-p", "fnbox-cli", "-p", "rust-hello"]);
+        if !opts.debug {
+            cmd.arg("--release");
+        }
+        eprintln!("fnbox-bench: building fnbox and rust-hello ({profile})");
+        let st = cmd.status().context("running cargo build")?;
+        if !st.success() {
+            bail!("cargo build failed: {st}");
+        }
+    }
+    let dir = target_dir().join(profile);
+    let bins = Bins {
+        fnbox: dir.join("fnbox"),
+        rust_hello: dir.join("rust-hello"),
+        me: std::env::current_exe()?,
+    };
+    for b in [&bins.fnbox, &bins.rust_hello] {
+        if !b.is_file() {
+            bail!("{} is missing (run without --no-build)", b.display());
+        }
+    }
+    let counts = Counts::new(opts.smoke);
+    let tmp = tempfile::Builder::new().prefix("fnbox-bench").tempdir()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let rows = rt.block_on(all(&opts, &bins, &counts, tmp.path()));
+    if std::env::var_os("FNBOX_BENCH_KEEP").is_some() {
+        eprintln!("fnbox-bench: keeping {}", tmp.keep().display());
+    }
+    let rows = rows?;
+    print_table(&rows, opts.smoke);
+    let json = json!({
+        "smoke": opts.smoke,
+        "profile": profile,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+        "rows": rows.iter().map(|r| json!({
+            "scenario": r.scenario, "fnbox": r.fnbox, "baseline": r.baseline,
+            "ratio": r.ratio, "target": r.target, "met": r.met, "data": r.data,
+        })).collect::<Vec<_>>(),
+    });
+    if let Some(parent) = opts.json.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&opts.json, serde_json::to_vec_pretty(&json)?)?;
+    println!("json: {}", opts.json.display());
+    Ok(())
+}
+
+fn print_table(rows: &[Row], smoke: bool) {
+    let mut out = std::io::stdout().lock();
+    if smoke {
+        let _ = writeln!(out, "(smoke run: tiny counts, the figures mean nothing)");
+    }
+    let _ = writeln!(
+        out,
+        "| scenario | fnbox | baseline (same run) | ratio | target | met |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for r in rows {
+        let met = match r.met {
+            Some(true) => "yes",
+            Some(false) => "NO",
+            None => "—",
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.scenario, r.fnbox, r.baseline, r.ratio, r.target, met
+        );
+    }
+}
+
+fn ms(v: f64) -> String {
+    format!("{v:.3} ms")
+}
+
+async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result<Vec<Row>> {
+    let pk = Packages::write(bins, tmp)?;
+    let client = client();
+    let mut rows = Vec::new();
+
+    // Baseline: the minimal hyper server, in its own process like fnbox.
+    let (mut b50, mut b99, mut base_tp) = (0.0, 0.0, 0.0);
+    if o.runs("warm") || o.runs("throughput") {
+        let base = BaselineServer::spawn(&bins.me)?;
+        let base_uri: Uri = format!("http://{}/", base.addr).parse()?;
+        let base_seq = sequential(&client, &base_uri, c.warmup, c.sequential).await?;
+        (b50, b99) = p50_p99(&base_seq);
+        base_tp = throughput(&client, &base_uri, c.clients, c.throughput_for).await?;
+    }
+
+    // 1. Warm sequential invoke through the front door.
+    eprintln!("fnbox-bench: warm sequential");
+    if o.runs("warm") {
+        let serve = Serve::spawn(bins, tmp, "warm", &[(&pk.hello, "max_instances: 1")])?;
+        let uri = serve.invoke_uri("bench-hello")?;
+        let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
+        let (f50, f99) = p50_p99(&s);
+        let ratio = f50 / b50;
+        rows.push(Row {
+            scenario: "warm invoke, sequential (p50 / p99)".into(),
+            fnbox: format!("{} / {}", ms(f50), ms(f99)),
+            baseline: format!("{} / {} (loopback round trip)", ms(b50), ms(b99)),
+            ratio: format!("{ratio:.2}× (p50)"),
+            target: "p50 ≤ 4× loopback".into(),
+            met: Some(ratio <= 4.0),
+            data: json!({"p50_ms": f50, "p99_ms": f99, "baseline_p50_ms": b50,
+                         "baseline_p99_ms": b99, "n": c.sequential}),
+        });
+    }
+
+    // 2. Throughput, 32 clients, max_instances 2, concurrent_num 1 and 16.
+    for conc in [1u32, 16] {
+        if !o.runs("throughput") {
+            break;
+        }
+        eprintln!("fnbox-bench: throughput concurrent_num {conc}");
+        let serve = Serve::spawn(
+            bins,
+            tmp,
+            &format!("tp{conc}"),
+            &[(
+                &pk.hello,
+                &format!("max_instances: 2\n    reserved_instances: 2\n    concurrent_num: {conc}"),
+            )],
+        )?;
+        let uri = serve.invoke_uri("bench-hello")?;
+        let tp = throughput(&client, &uri, c.clients, c.throughput_for).await?;
+        rows.push(Row {
+            scenario: format!(
+                "warm throughput, {} clients, max_instances 2, concurrent_num {conc}",
+                c.clients
+            ),
+            fnbox: format!("{tp:.0} inv/s"),
+            baseline: format!("{base_tp:.0} req/s (minimal server)"),
+            ratio: format!("{:.2}", tp / base_tp),
+            target: "—".into(),
+            met: None,
+            data: json!({"per_s": tp, "baseline_per_s": base_tp, "clients": c.clients,
+                         "concurrent_num": conc, "max_instances": 2}),
+        });
+    }
+
+    // 3. Cold start: a new instance per invocation (engine in-process, as fnbox serve does).
+    if o.runs("cold") {
+        eprintln!("fnbox-bench: cold start");
+        let cold = cold_starts(&pk.hello, c.cold).await?;
+        let cold_base = spawn_baseline(&pk.hello.join("bootstrap"), c.cold)?;
+        let (f50, f99) = p50_p99(&cold);
+        let (b50c, b99c) = p50_p99(&cold_base);
+        let overhead = f50 - b50c;
+        rows.push(Row {
+            scenario: "cold start to first response (p50 / p99)".into(),
+            fnbox: format!("{} / {}", ms(f50), ms(f99)),
+            baseline: format!("{} / {} (spawn → first HTTP request)", ms(b50c), ms(b99c)),
+            ratio: format!("+{} (fnbox's part, p50)", ms(overhead)),
+            target: "fnbox's part < 5 ms".into(),
+            met: Some(overhead < 5.0),
+            data: json!({"p50_ms": f50, "p99_ms": f99, "baseline_p50_ms": b50c,
+                     "baseline_p99_ms": b99c, "overhead_p50_ms": overhead, "n": c.cold}),
+        });
+    }
+
+    // 4. Telemetry throughput: N [Function] lines to a no-op listener.
+    if o.runs("telemetry") {
+        eprintln!("fnbox-bench: telemetry throughput");
+        let raw_rate = line_read_baseline(&bins.me, c.lines, &tmp.join("lines.out"))?;
+        let (rate, delivered, dropped, answered) = telemetry_rate(bins, tmp, &pk, c).await?;
+        let read_rate = c.lines as f64 / answered.as_secs_f64();
+        rows.push(Row {
+            scenario: format!("telemetry: {} [Function] lines → no-op listener", c.lines),
+            fnbox: format!(
+                "{rate:.0} events/s delivered ({delivered} delivered, {dropped} dropped); \
+                 fnbox read the lines at {read_rate:.0}/s"
+            ),
+            baseline: format!("{raw_rate:.0} lines/s (piped to a file)"),
+            ratio: format!("{:.2}", rate / raw_rate),
+            target: "≥ 500000 events/s".into(),
+            met: Some(rate >= 500_000.0 && delivered + dropped >= c.lines),
+            data: json!({"events_per_s": rate, "delivered": delivered, "dropped": dropped,
+                     "fnbox_read_lines_per_s": read_rate,
+                     "baseline_lines_per_s": raw_rate, "lines": c.lines}),
+        });
+    }
+
+    // 5–6. Hot path with a fast and a slow listener, against a fresh "without".
+    if o.runs("hot") {
+        eprintln!("fnbox-bench: hot path with listeners");
+        let without = {
+            let serve = Serve::spawn(bins, tmp, "hot0", &[(&pk.hello, "max_instances: 1")])?;
+            let uri = serve.invoke_uri("bench-hello")?;
+            let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
+            p50_p99(&s).0
+        };
+        for (pkg, name, label) in [
+            (
+                &pk.hello_fast,
+                "bench-hello-fast",
+                "subscribed no-op listener",
+            ),
+            (
+                &pk.hello_slow,
+                "bench-hello-slow",
+                "slow listener (1 s per batch)",
+            ),
+            (
+                &pk.hello_ext,
+                "bench-hello-ext",
+                "extension registered, no subscription",
+            ),
+        ] {
+            let serve = Serve::spawn(bins, tmp, name, &[(pkg, "max_instances: 1")])?;
+            let uri = serve.invoke_uri(name)?;
+            let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
+            let (p50, p99) = p50_p99(&s);
+            let ratio = p50 / without;
+            // The extension without subscription is a diagnostic: it separates the cost of an
+            // extension's invoke pushes from that of telemetry.
+            let diagnostic = name == "bench-hello-ext";
+            rows.push(Row {
+                scenario: format!("hot path, {label}: warm p50 ÷ without"),
+                fnbox: format!("{} (p99 {})", ms(p50), ms(p99)),
+                baseline: format!("{} without extension", ms(without)),
+                ratio: format!("{ratio:.3}"),
+                target: if diagnostic {
+                    "— (diagnostic)"
+                } else {
+                    "≤ 1.05"
+                }
+                .into(),
+                met: (!diagnostic).then_some(ratio <= 1.05),
+                data: json!({
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "without_p50_ms": without,
+                    "ratio": ratio
+                }),
+            });
+        }
+    }
+
+    // 7. Memory of the fnbox process.
+    if !o.runs("memory") {
+        return Ok(rows);
+    }
+    eprintln!("fnbox-bench: memory");
+    let idle = {
+        let serve = Serve::spawn(bins, tmp, "idle", &[(&pk.hello, "max_instances: 1")])?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        serve.rss_kib()?
+    };
+    rows.push(Row {
+        scenario: "memory: fnbox RSS idle".into(),
+        fnbox: format!("{:.1} MB", idle as f64 / 1024.0),
+        baseline: "—".into(),
+        ratio: "—".into(),
+        target: "< 20 MB".into(),
+        met: Some((idle as f64 / 1024.0) < 20.0),
+        data: json!({"rss_kib": idle}),
+    });
+    let n = c.warm_instances;
+    let warm = {
+        let serve = Serve::spawn(
+            bins,
+            tmp,
+            "mem",
+            &[(
+                &pk.hello,
+                &format!("max_instances: {n}\n    reserved_instances: {n}"),
+            )],
+        )?;
+        let uri = serve.invoke_uri("bench-hello")?;
+        call(&client, &uri).await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        serve.rss_kib()?
+    };
+    rows.push(Row {
+        scenario: format!("memory: fnbox RSS with {n} warm instances"),
+        fnbox: format!("{:.1} MB", warm as f64 / 1024.0),
+        baseline: "—".into(),
+        ratio: format!(
+            "{:.0} KB per instance",
+            (warm.saturating_sub(idle)) as f64 / n as f64
+        ),
+        target: "—".into(),
+        met: None,
+        data: json!({"rss_kib": warm, "instances": n}),
+    });
+    Ok(rows)
+}
+
+/// The packages a run serves, written into the temporary directory.
+struct Packages {
+    hello: PathBuf,
+    hello_fast: PathBuf,
+    hello_slow: PathBuf,
+    hello_ext: PathBuf,
+    emit: PathBuf,
+    emit_count: PathBuf,
+}
+
+impl Packages {
+    fn write(bins: &Bins, tmp: &Path) -> anyhow::Result<Self> {
+        let hello_boot = format!("#!/bin/bash\nexec {:?}\n", bins.rust_hello);
+        let emit_boot = format!("#!/bin/bash\nexec {:?} emit-runtime\n", bins.me);
+        let hello = package(tmp, "bench-hello", &hello_boot, None, 10)?;
+        let fast = tmp.join("fast.count");
+        let slow = tmp.join("slow.count");
+        let emit_count = tmp.join("emit.count");
+        let hello_fast = package(
+            tmp,
+            "bench-hello-fast",
+            &hello_boot,
+            Some((&fast, "--delay-ms 0", &bins.me)),
+            10,
+        )?;
+        let hello_slow = package(
+            tmp,
+            "bench-hello-slow",
+            &hello_boot,
+            Some((&slow, "--delay-ms 1000", &bins.me)),
+            10,
+        )?;
+        let hello_ext = package(
+            tmp,
+            "bench-hello-ext",
+            &hello_boot,
+            Some((&tmp.join("ext.count"), "--no-subscribe", &bins.me)),
+            10,
+        )?;
+        let emit = package(
+            tmp,
+            "bench-emit",
+            &emit_boot,
+            Some((&emit_count, "--delay-ms 0", &bins.me)),
+            300,
+        )?;
+        Ok(Packages {
+            hello,
+            hello_fast,
+            hello_slow,
+            hello_ext,
+            emit,
+            emit_count,
+        })
+    }
+}
+
+fn package(
+    tmp: &Path,
+    name: &str,
+    bootstrap: &str,
+    listener: Option<(&Path, &str, &Path)>,
+    timeout: u32,
+) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp.join(name);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(
+        dir.join("function.yaml"),
+        format!("func_name: {name}\nruntime: Custom\nmemory_size: 128\ntimeout: {timeout}\n"),
+    )?;
+    let boot = dir.join("bootstrap");
+    std::fs::write(&boot, bootstrap)?;
+    std::fs::set_permissions(&boot, std::fs::Permissions::from_mode(0o755))?;
+    if let Some((out, args, me)) = listener {
+        std::fs::create_dir_all(dir.join("extension"))?;
+        std::fs::write(
+            dir.join("extension/extensionBench.sh"),
+            format!("#!/bin/bash\nexec {me:?} listener --out {out:?} {args} \"$0\"\n"),
+        )?;
+    }
+    Ok(dir)
+}
+
+fn client() -> HttpClient {
+    let mut http = HttpConnector::new();
+    http.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(http)
+}
+
+async fn call_with(client: &HttpClient, uri: &Uri, body: Bytes) -> anyhow::Result<Bytes> {
+    let req = hyper::Request::post(uri.clone())
+        .header("content-type", "application/json")
+        .body(Full::new(body))?;
+    let resp = client.request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    if !status.is_success() {
+        bail!("{uri}: {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(body)
+}
+
+async fn call(client: &HttpClient, uri: &Uri) -> anyhow::Result<Bytes> {
+    call_with(client, uri, Bytes::from_static(b"{}")).await
+}
+
+async fn sequential(
+    client: &HttpClient,
+    uri: &Uri,
+    warmup: usize,
+    n: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    for _ in 0..warmup {
+        call(client, uri).await?;
+    }
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        call(client, uri).await?;
+        v.push(t.elapsed());
+    }
+    Ok(v)
+}
+
+async fn throughput(
+    client: &HttpClient,
+    uri: &Uri,
+    clients: usize,
+    dur: Duration,
+) -> anyhow::Result<f64> {
+    // Warm every connection (and, for fnbox, every instance) first.
+    let mut warm = Vec::new();
+    for _ in 0..clients {
+        let (client, uri) = (client.clone(), uri.clone());
+        warm.push(tokio::spawn(async move { call(&client, &uri).await }));
+    }
+    for w in warm {
+        w.await??;
+    }
+    let start = Instant::now();
+    let end = start + dur;
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, uri) = (client.clone(), uri.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                call(&client, &uri).await?;
+                n += 1;
+            }
+            anyhow::Ok(n)
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// A child process killed (SIGTERM, then SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads `child`'s stdout until a line containing `marker`; the rest is drained in a thread.
+fn wait_for_line(child: &mut Child, marker: &str) -> anyhow::Result<String> {
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut reader = BufReader::new(stdout);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("process exited before printing {marker:?}");
+        }
+        if line.contains(marker) {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut reader, &mut std::io::sink());
+            });
+            return Ok(line);
+        }
+    }
+}
+
+struct BaselineServer {
+    _proc: Proc,
+    addr: SocketAddr,
+}
+
+impl BaselineServer {
+    fn spawn(me: &Path) -> anyhow::Result<Self> {
+        let mut child = Command::new(me)
+            .arg("baseline-server")
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let line = wait_for_line(&mut child, "listening ");
+        let proc = Proc(child);
+        let addr = line?.trim().trim_start_matches("listening ").parse()?;
+        Ok(BaselineServer { _proc: proc, addr })
+    }
+}
+
+/// `fnbox serve` with a generated config.
+struct Serve {
+    proc: Proc,
+    addr: SocketAddr,
+    err_log: PathBuf,
+}
+
+impl Serve {
+    fn spawn(
+        bins: &Bins,
+        tmp: &Path,
+        tag: &str,
+        functions: &[(&Path, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut yaml = String::from("functions:\n");
+        for (path, extra) in functions {
+            yaml.push_str(&format!("  - path: {path:?}\n    {extra}\n"));
+        }
+        let cfg = tmp.join(format!("{tag}.yaml"));
+        std::fs::write(&cfg, yaml)?;
+        let err_log = tmp.join(format!("{tag}.stderr"));
+        let mut child = Command::new(&bins.fnbox)
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(if tag == "emit" {
+                // The function's million lines are echoed on stderr: /dev/null is the
+                // cheapest sink (a file or a terminal costs far more than fnbox does).
+                Stdio::null()
+            } else {
+                std::fs::File::create(&err_log)?.into()
+            })
+            .spawn()?;
+        let line = wait_for_line(&mut child, "listening on http://");
+        let proc = Proc(child);
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                let tail = std::fs::read_to_string(&err_log).unwrap_or_default();
+                let tail: String = tail.lines().rev().take(20).collect::<Vec<_>>().join("\n");
+                bail!("fnbox serve ({tag}): {e}; stderr (last lines, reversed):\n{tail}");
+            }
+        };
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .context("no address in the listening line")?
+            .parse()?;
+        Ok(Serve {
+            proc,
+            addr,
+            err_log,
+        })
+    }
+
+    fn invoke_uri(&self, name: &str) -> anyhow::Result<Uri> {
+        Ok(format!(
+            "http://{}/v2/bench/fgs/functions/default:{name}/invocations",
+            self.addr
+        )
+        .parse()?)
+    }
+
+    /// VmRSS of the fnbox process only, KiB.
+    fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.proc.0.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no VmRSS (stderr in {})", self.err_log.display()))
+    }
+}
+
+/// Starts a fresh instance per invocation with fnbox's engine (as `fnbox serve` configures it)
+/// and times start + first invocation.
+async fn cold_starts(pkg: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let mut config = EngineConfig::new(MemoryController::detect());
+    config.host_path = std::env::var("PATH").ok();
+    let engine = Engine::new(config);
+    let registry = Registry::load(&engine, &[FunctionSpec::from_arg(pkg)])?;
+    let served = registry
+        .get("bench-hello")
+        .context("bench-hello not loaded")?
+        .clone();
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n + 1 {
+        let t = Instant::now();
+        let inst = served.function().start_instance(None).await?;
+        let out = inst
+            .invoke(InvokeRequest::sync(Bytes::from_static(b"{}")))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let d = t.elapsed();
+        inst.shutdown().await;
+        if !matches!(out.result, InvokeResult::Ok(_)) {
+            bail!("cold invoke failed: {:?}", out.result);
+        }
+        if i > 0 {
+            v.push(d); // the first one warms the page cache
+        }
+    }
+    engine.shutdown(Duration::from_secs(2)).await;
+    Ok(v)
+}
+
+/// Spawns `bootstrap` with `RUNTIME_API_ADDR` pointing at a bare listener and times until its
+/// first HTTP request has arrived (headers read).
+fn spawn_baseline(bootstrap: &Path, n: usize) -> anyhow::Result<Vec<Duration>> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let mut v = Vec::with_capacity(n);
+    for i in 0..n + 1 {
+        let t = Instant::now();
+        let child = Command::new(bootstrap)
+            .env("RUNTIME_API_ADDR", addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let proc = Proc(child);
+        let (mut conn, _) = listener.accept()?;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let k = conn.read(&mut chunk)?;
+            if k == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..k]);
+        }
+        let d = t.elapsed();
+        drop(conn);
+        drop(proc);
+        if i > 0 {
+            v.push(d);
+        }
+    }
+    Ok(v)
+}
+
+/// Lines/s of `emit N` read line by line from a pipe and written to a file.
+fn line_read_baseline(me: &Path, n: u64, out: &Path) -> anyhow::Result<f64> {
+    let t = Instant::now();
+    let mut child = Command::new(me)
+        .args(["emit", &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let reader = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut file = std::io::BufWriter::new(std::fs::File::create(out)?);
+    let mut count = 0u64;
+    for line in reader.lines() {
+        let line = line?;
+        file.write_all(line.as_bytes())?;
+        file.write_all(b"\n")?;
+        count += 1;
+    }
+    file.flush()?;
+    child.wait()?;
+    let rate = count as f64 / t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(out);
+    Ok(rate)
+}
+
+/// `(function_events, total_events, dropped_records, unix_nanos_of_last_batch)`.
+fn read_counts(path: &Path) -> Option<(u64, u64, u64, u64)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut it = text.split_whitespace();
+    Some((
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+        it.next()?.parse().ok()?,
+    ))
+}
+
+/// Invokes the emitting function once (warm) and waits for the listener to have every line;
+/// returns (events/s delivered, function events delivered, records dropped).
+async fn telemetry_rate(
+    bins: &Bins,
+    tmp: &Path,
+    pk: &Packages,
+    c: &Counts,
+) -> anyhow::Result<(f64, u64, u64, Duration)> {
+    let serve = Serve::spawn(bins, tmp, "emit", &[(&pk.emit, "max_instances: 1")])?;
+    let uri = serve.invoke_uri("bench-emit")?;
+    let client = client();
+    call_with(&client, &uri, Bytes::from_static(br#"{"lines":0}"#)).await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = read_counts(&pk.emit_count).map(|c| c.0).unwrap_or(0);
+    let t0 = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
+    let start = Instant::now();
+    call_with(
+        &client,
+        &uri,
+        Bytes::from(format!("{{\"lines\":{}}}", c.lines)),
+    )
+    .await?;
+    // The function has printed everything and fnbox has read it all (pipes are small).
+    let answered = start.elapsed();
+    let stall = Duration::from_secs(3);
+    let mut last_change = Instant::now();
+    let mut last = None;
+    loop {
+        let now = read_counts(&pk.emit_count);
+        if let Some((f, _, d, _)) = now {
+            if f - before + d >= c.lines {
+                last = now;
+                break;
+            }
+        }
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        } else if last_change.elapsed() > stall || start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (f, _, d, at) = last.unwrap_or((before, 0, 0, t0));
+    let delivered = f - before;
+    let secs = (at.saturating_sub(t0)) as f64 / 1e9;
+    let rate = if secs > 0.0 {
+        delivered as f64 / secs
+    } else {
+        0.0
+    };
+    Ok((rate, delivered, d, answered))
+}
