@@ -1,6 +1,7 @@
 //! `fnbox`: the command line. Parses arguments, loads packages, and hands everything else to
 //! the engine; errors map to the documented exit codes in one place ([`ExitCode`]).
 
+mod echo;
 mod invoke;
 mod run;
 mod serve;

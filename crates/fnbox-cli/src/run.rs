@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use fnbox_engine::instance::process::{LogLine, Role};
 use fnbox_engine::{Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
 
@@ -47,13 +46,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let mut config = EngineConfig::new(memory);
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
-    config.echo = Some(Arc::new(|_pod: &str, line: &LogLine| {
-        let mut err = std::io::stderr().lock();
-        let _ = match &*line.role {
-            Role::Runtime => writeln!(err, "{}", line.text),
-            Role::Extension(name) => writeln!(err, "[{name}] {}", line.text),
-        };
-    }));
+    config.echo = Some(crate::echo::stderr_echo(false));
     let engine = Engine::new(config);
     let function = match Function::new(
         engine.clone(),

@@ -4,9 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use fnbox_engine::instance::process::{LogLine, Role};
 use fnbox_engine::{Engine, EngineConfig};
 use fnbox_limits::MemoryController;
 use fnbox_serve::config::{check_token, parse_listen, DEFAULT_LISTEN};
@@ -139,13 +137,7 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let mut config = EngineConfig::new(memory);
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
-    config.echo = Some(Arc::new(|pod: &str, line: &LogLine| {
-        let mut err = std::io::stderr().lock();
-        let _ = match &*line.role {
-            Role::Runtime => writeln!(err, "[{pod}] {}", line.text),
-            Role::Extension(name) => writeln!(err, "[{pod}] [{name}] {}", line.text),
-        };
-    }));
+    config.echo = Some(crate::echo::stderr_echo(true));
     let engine = Engine::new(config);
     let registry = match Registry::load(&engine, &settings.functions) {
         Ok(r) => r,

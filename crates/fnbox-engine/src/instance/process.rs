@@ -344,7 +344,12 @@ async fn pump(
                     let Ok(mut guard) = guard else { break };
                     match guard.try_io(|_| read(&mut buf).map_err(std::io::Error::from)) {
                         Ok(Ok(0)) => break,
-                        Ok(Ok(n)) => splitter.feed(&buf[..n]),
+                        Ok(Ok(n)) => {
+                            splitter.feed(&buf[..n]);
+                            // A function printing without pause must not starve the tasks
+                            // that deliver its telemetry on this worker.
+                            tokio::task::yield_now().await;
+                        }
                         Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Ok(Err(_)) => break,
                         Err(_would_block) => continue,
