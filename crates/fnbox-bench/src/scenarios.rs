@@ -620,6 +620,9 @@ impl Serve {
             .arg("serve")
             .arg("--config")
             .arg(&cfg)
+            // Each server gets its own async store in the run's temp dir, never the cwd.
+            .arg("--data-dir")
+            .arg(tmp.join(format!("{tag}.data")))
             .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
             .stderr(if tag == "emit" {
