@@ -490,7 +490,7 @@ impl Instance {
                     "extension(s) {} never asked for an event (GET /2020-01-01/extension/event/next)",
                     self.api.extensions.not_polled().join(", ")))),
                 status = runtime.exited() => {
-                    let fault = exit_fault(status, &self.memory, 0).await;
+                    let fault = exit_fault(None, status, &self.memory, 0).await;
                     Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during init", fault.message)))
                 }
             }
@@ -785,7 +785,7 @@ impl Instance {
             tokio::select! {
                 at = done => next_at = at,
                 status = runtime_exit => {
-                    result = InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
+                    result = InvokeResult::Fault(exit_fault(None, status, &self.memory, oom_before).await);
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     result = InvokeResult::Fault(Fault {
@@ -800,7 +800,7 @@ impl Instance {
                     });
                 }
                 (name, status) = any_exit(&extensions) => {
-                    result = InvokeResult::Fault(extension_exit_fault(&name, status, &self.memory, oom_before).await);
+                    result = InvokeResult::Fault(exit_fault(Some(&name), status, &self.memory, oom_before).await);
                 }
             }
         }
@@ -926,10 +926,10 @@ impl Instance {
                     });
                 }
                 status = runtime.exited() => {
-                    return InvokeResult::Fault(exit_fault(status, &self.memory, oom_before).await);
+                    return InvokeResult::Fault(exit_fault(None, status, &self.memory, oom_before).await);
                 }
                 (name, status) = any_exit(&procs.extensions) => {
-                    return InvokeResult::Fault(extension_exit_fault(&name, status, &self.memory, oom_before).await);
+                    return InvokeResult::Fault(exit_fault(Some(&name), status, &self.memory, oom_before).await);
                 }
                 f = self.api.extensions.failed() => {
                     return InvokeResult::Fault(Fault {
@@ -1080,7 +1080,11 @@ fn oom_fault() -> Fault {
     }
 }
 
+/// A process of the instance exited outside shutdown: out of memory when the memory group
+/// recorded a kill (whichever process it hit), else a crash of `extension`, or of the runtime
+/// when `extension` is `None`.
 async fn exit_fault(
+    extension: Option<&str>,
     status: std::process::ExitStatus,
     memory: &MemoryGroup,
     oom_before: u64,
@@ -1093,34 +1097,18 @@ async fn exit_fault(
     if memory.oom_kills() > oom_before {
         return oom_fault();
     }
-    Fault {
-        kind: FaultKind::RuntimeExit,
-        message: format!("runtime exited unexpectedly ({})", describe_exit(status)),
-    }
-}
-
-/// An extension exited during an invocation: out of memory when the instance's memory group
-/// recorded a kill (whichever process it hit), else `Extension.Crash`.
-async fn extension_exit_fault(
-    name: &str,
-    status: std::process::ExitStatus,
-    memory: &MemoryGroup,
-    oom_before: u64,
-) -> Fault {
-    use std::os::unix::process::ExitStatusExt;
-    if status.signal() == Some(libc::SIGKILL) && memory.oom_kills() <= oom_before {
-        // The OOM counter may trail the kill by a moment (RSS sampling in particular).
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    if memory.oom_kills() > oom_before {
-        return oom_fault();
-    }
-    Fault {
-        kind: FaultKind::ExtensionCrash,
-        message: format!(
-            "extension '{name}' exited unexpectedly ({})",
-            describe_exit(status)
-        ),
+    match extension {
+        None => Fault {
+            kind: FaultKind::RuntimeExit,
+            message: format!("runtime exited unexpectedly ({})", describe_exit(status)),
+        },
+        Some(name) => Fault {
+            kind: FaultKind::ExtensionCrash,
+            message: format!(
+                "extension '{name}' exited unexpectedly ({})",
+                describe_exit(status)
+            ),
+        },
     }
 }
 
@@ -1148,7 +1136,7 @@ async fn wait_init(
             Err(err)
         }
         status = runtime.exited() => {
-            let fault = exit_fault(status, memory, 0).await;
+            let fault = exit_fault(None, status, memory, 0).await;
             Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during init", fault.message)))
         }
         _ = tokio::time::sleep_until(deadline) => {
@@ -1196,7 +1184,7 @@ async fn run_initializer(
         },
         _ = tokio::time::sleep_until(deadline) => Err(InitError::new(Status::Timeout, "Sandbox.Timedout", format!("initializer timed out after {initializer_timeout}s"))),
         status = runtime.exited() => {
-            let fault = exit_fault(status, memory, 0).await;
+            let fault = exit_fault(None, status, memory, 0).await;
             Err(InitError::new(Status::Failure, fault.error_type(), format!("{} during the initializer", fault.message)))
         }
     };

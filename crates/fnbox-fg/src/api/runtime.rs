@@ -64,9 +64,7 @@ async fn response(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let body = read_body(body, &headers, SYNC_PAYLOAD_MAX).await?;
-    api.runtime.complete(&id, RuntimeReply::Response(body))?;
-    Ok(StatusCode::OK)
+    complete(&api, &id, &headers, body, RuntimeReply::Response).await
 }
 
 async fn error(
@@ -75,8 +73,19 @@ async fn error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let body = read_body(body, &headers, SYNC_PAYLOAD_MAX).await?;
-    api.runtime.complete(&id, RuntimeReply::Error(body))?;
+    complete(&api, &id, &headers, body, RuntimeReply::Error).await
+}
+
+/// Reads a response or error body (6 MiB at most) and hands it to the waiting invocation.
+async fn complete(
+    api: &InstanceApi,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+    reply: fn(bytes::Bytes) -> RuntimeReply,
+) -> Result<StatusCode, ApiError> {
+    let body = read_body(body, headers, SYNC_PAYLOAD_MAX).await?;
+    api.runtime.complete(id, reply(body))?;
     Ok(StatusCode::OK)
 }
 
