@@ -48,6 +48,12 @@ pub enum LaunchError {
         /// PATH searched.
         path: String,
     },
+    /// A Lambda managed runtime: fnbox has no built-in Lambda runtime client.
+    #[error("runtime {runtime} with dialect: lambda is not built in; use runtime: provided.al2023 with a bootstrap that starts a runtime client, e.g. `exec python3 -m awslambdaric \"$_HANDLER\"`")]
+    LambdaManagedRuntime {
+        /// Runtime name as configured.
+        runtime: String,
+    },
     /// The embedded runtime could not be written to disk.
     #[error("cannot write the built-in runtime to {path}: {source}")]
     Cache {
@@ -91,6 +97,15 @@ impl Launch {
                 runs_initializer: false,
                 kind: RuntimeKind::HttpServer,
             }),
+            // fnbox's built-in runtimes speak FunctionGraph's runtime API; a Lambda function
+            // names its runtime client in its own bootstrap.
+            Runtime::Python { .. } | Runtime::Node { .. }
+                if package.config.dialect == fnbox_package::Dialect::Lambda =>
+            {
+                Err(LaunchError::LambdaManagedRuntime {
+                    runtime: package.config.runtime_name.clone(),
+                })
+            }
             Runtime::Python { .. } => builtin("python3", "fnbox_runtime.py", PYTHON_RUNTIME),
             Runtime::Node { .. } => builtin("node", "fnbox_runtime.js", NODE_RUNTIME),
         }
@@ -132,4 +147,46 @@ pub fn which(program: &str, path: &str) -> Option<PathBuf> {
                 .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
                 .unwrap_or(false)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(yaml: &str, files: &[&str]) -> (tempfile::TempDir, Package) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("function.yaml"), yaml).unwrap();
+        for f in files {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let pkg = fnbox_package::load(dir.path()).unwrap();
+        (dir, pkg)
+    }
+
+    #[test]
+    fn lambda_managed_runtimes_are_refused_with_a_way_out() {
+        let (_d, pkg) = package(
+            "func_name: f\ndialect: lambda\nruntime: python3.12\nhandler: app.handler\n",
+            &["app.py"],
+        );
+        let err = Launch::resolve(&pkg, None).unwrap_err().to_string();
+        assert!(
+            err.contains("python3.12")
+                && err.contains("provided.al2023")
+                && err.contains("awslambdaric"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn functiongraph_python_uses_the_built_in_runtime() {
+        let (_d, pkg) = package("func_name: f\nruntime: Python3.9\n", &["index.py"]);
+        match Launch::resolve(&pkg, std::env::var("PATH").ok().as_deref()) {
+            Ok(l) => assert!(
+                l.runs_initializer && l.args[0].to_string_lossy().ends_with("fnbox_runtime.py")
+            ),
+            Err(LaunchError::InterpreterMissing { .. }) => eprintln!("SKIPPED: no python3 on PATH"),
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
