@@ -282,43 +282,29 @@ async fn faults_report_their_status_and_error_type() {
         Some("ValueError"),
     );
 
-    // Timeout.
-    let pkg = package("next; sleep 100", "", "http://127.0.0.1:8082", extra);
-    let f = function(&pkg);
-    let inst = f.start_instance(None).await.unwrap();
-    let req = InvokeRequest::sync("{}");
-    let id = req.request_id.clone();
-    inst.invoke(req).await.unwrap();
-    let events = telemetry.events();
-    assert_done(
-        find(&events, "platform.runtimeDone", &id),
-        "timeout",
-        Some("Sandbox.Timedout"),
-    );
-    assert_report(
-        find(&events, "platform.report", &id),
-        "timeout",
-        Some("Sandbox.Timedout"),
-    );
-
-    // Crash.
-    let pkg = package("next; exit 1", "", "http://127.0.0.1:8082", extra);
-    let f = function(&pkg);
-    let inst = f.start_instance(None).await.unwrap();
-    let req = InvokeRequest::sync("{}");
-    let id = req.request_id.clone();
-    inst.invoke(req).await.unwrap();
-    let events = telemetry.events();
-    assert_done(
-        find(&events, "platform.runtimeDone", &id),
-        "failure",
-        Some("Runtime.ExitError"),
-    );
-    assert_report(
-        find(&events, "platform.report", &id),
-        "failure",
-        Some("Runtime.ExitError"),
-    );
+    // Timeout, then crash: each faulted instance flushes its events before it goes.
+    for (runtime, status, error_type) in [
+        ("next; sleep 100", "timeout", "Sandbox.Timedout"),
+        ("next; exit 1", "failure", "Runtime.ExitError"),
+    ] {
+        let pkg = package(runtime, "", "http://127.0.0.1:8082", extra);
+        let f = function(&pkg);
+        let inst = f.start_instance(None).await.unwrap();
+        let req = InvokeRequest::sync("{}");
+        let id = req.request_id.clone();
+        inst.invoke(req).await.unwrap();
+        let events = telemetry.events();
+        assert_done(
+            find(&events, "platform.runtimeDone", &id),
+            status,
+            Some(error_type),
+        );
+        assert_report(
+            find(&events, "platform.report", &id),
+            status,
+            Some(error_type),
+        );
+    }
 
     // Out of memory (RSS mode works everywhere).
     let hog = r#"next; python3 -c "
