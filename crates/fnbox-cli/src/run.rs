@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use fnbox_engine::{Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
+use fnbox_engine::{Answer, AnswerTx, Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
 
 use crate::{ExitCode, MemoryModeArg, RunArgs};
@@ -51,7 +51,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let function = match Function::new(
         engine.clone(),
         package.clone(),
-        fnbox_lambda::dialect_for(package.config.dialect),
+        fnbox_serve::dialect_for(&package),
     ) {
         Ok(f) => f,
         Err(e) => {
@@ -80,7 +80,22 @@ pub async fn run(args: RunArgs) -> ExitCode {
             },
         };
         eprintln!("Start invoke request '{}', version: latest", req.request_id);
-        let outcome = match inst.invoke(req).await {
+        // The result is printed as soon as the runtime answered, as the platform answers its
+        // caller (CONTRACT §3 step 3); the report line follows when the extensions are done.
+        let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Answer>();
+        let run = inst.invoke_answering(
+            req,
+            AnswerTx::new(move |a| {
+                let _ = answer_tx.send(a);
+            }),
+        );
+        let print = async {
+            let answer = answer_rx.await.ok()?;
+            let failed = print_result(&mut stdout, &answer);
+            Some((answer, failed))
+        };
+        let (outcome, printed) = tokio::join!(run, print);
+        let outcome = match outcome {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -88,36 +103,21 @@ pub async fn run(args: RunArgs) -> ExitCode {
                 break;
             }
         };
-        let m = outcome.metrics;
-        match &outcome.result {
-            InvokeResult::Ok(body) => {
-                let _ = stdout.write_all(body);
-                let _ = stdout.write_all(b"\n");
-            }
-            InvokeResult::HandlerError(body) => {
-                let _ = stdout.write_all(body);
-                let _ = stdout.write_all(b"\n");
+        if let Some((_, true)) = printed {
+            code = ExitCode::FunctionFailed;
+        }
+        if let InvokeResult::Fault(f) = &outcome.result {
+            if matches!(printed, Some((ref a, _)) if !matches!(a.result, InvokeResult::Fault(_))) {
                 eprintln!(
-                    "error: request '{}' failed: {}",
-                    outcome.request_id,
-                    describe_error_body(body)
-                );
-                code = ExitCode::FunctionFailed;
-            }
-            InvokeResult::Fault(f) => {
-                let _ = stdout.write_all(&serde_json::to_vec(&f.error_body()).unwrap_or_default());
-                let _ = stdout.write_all(b"\n");
-                eprintln!(
-                    "error: request '{}' failed: {}: {}",
+                    "warning: request '{}' was answered, then the instance failed: {}: {}",
                     outcome.request_id,
                     f.error_type(),
                     f.message
                 );
-                code = ExitCode::FunctionFailed;
-                instance = None;
             }
+            instance = None;
         }
-        let _ = stdout.flush();
+        let m = outcome.metrics;
         eprintln!(
             "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB",
             outcome.request_id, m.duration_ms, m.billed_duration_ms, m.memory_used_mb, m.memory_size_mb
@@ -128,6 +128,40 @@ pub async fn run(args: RunArgs) -> ExitCode {
     }
     engine.shutdown(std::time::Duration::from_secs(3)).await;
     code
+}
+
+/// Prints the caller's answer: the result on stdout exactly as returned, a failure on stderr.
+/// Returns whether the invocation failed.
+fn print_result(stdout: &mut impl Write, answer: &Answer) -> bool {
+    let failed = match &answer.result {
+        InvokeResult::Ok(body) => {
+            let _ = stdout.write_all(body);
+            false
+        }
+        InvokeResult::HandlerError(body) => {
+            let _ = stdout.write_all(body);
+            eprintln!(
+                "error: request '{}' failed: {}",
+                answer.request_id,
+                describe_error_body(body)
+            );
+            true
+        }
+        InvokeResult::Fault(f) => {
+            let body = fnbox_wire::fg::ErrorBody::new(f.error_type(), f.message.clone());
+            let _ = stdout.write_all(&serde_json::to_vec(&body).unwrap_or_default());
+            eprintln!(
+                "error: request '{}' failed: {}: {}",
+                answer.request_id,
+                f.error_type(),
+                f.message
+            );
+            true
+        }
+    };
+    let _ = stdout.write_all(b"\n");
+    let _ = stdout.flush();
+    failed
 }
 
 fn describe_error_body(body: &[u8]) -> String {

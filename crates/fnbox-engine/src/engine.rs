@@ -59,18 +59,18 @@ pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) tracker: TaskTracker,
     pub(crate) cancel: CancellationToken,
-    /// Client for invoke pushes to extensions (keep-alive pooled).
-    pub(crate) client: PushClient,
+    /// Client towards instances on the host network (keep-alive pooled, shared).
+    pub(crate) client: HttpClient,
 }
 
-/// The HTTP client the engine uses towards extensions.
-pub(crate) type PushClient = hyper_util::client::legacy::Client<
+/// The HTTP client fnbox uses towards an instance's listeners (invoke pushes).
+pub type HttpClient = hyper_util::client::legacy::Client<
     fnbox_telemetry::Connector,
     http_body_util::Full<bytes::Bytes>,
 >;
 
-/// A push client whose connections go through `connector`.
-pub(crate) fn push_client(connector: fnbox_telemetry::Connector) -> PushClient {
+/// A client whose connections go through `connector`.
+pub(crate) fn http_client(connector: fnbox_telemetry::Connector) -> HttpClient {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
         .build(connector)
@@ -79,7 +79,7 @@ pub(crate) fn push_client(connector: fnbox_telemetry::Connector) -> PushClient {
 impl Engine {
     /// A new engine.
     pub fn new(config: EngineConfig) -> Arc<Self> {
-        let client = push_client(fnbox_telemetry::Connector::host());
+        let client = http_client(fnbox_telemetry::Connector::host());
         Arc::new(Self {
             config,
             tracker: TaskTracker::new(),
@@ -116,13 +116,13 @@ pub struct Function {
 
 impl Function {
     /// Prepares a function; fails when its runtime cannot be launched on this machine (e.g.
-    /// no `python3` on `PATH` for a Python function).
+    /// no `python3` on `PATH` for a Python function) or in this dialect.
     pub fn new(
         engine: Arc<Engine>,
         package: Arc<Package>,
         dialect: Arc<dyn Dialect>,
     ) -> Result<Self, LaunchError> {
-        let launch = Launch::resolve(&package, engine.config.host_path.as_deref())?;
+        let launch = dialect.launch(&package, engine.config.host_path.as_deref())?;
         Ok(Self {
             engine,
             package,
@@ -134,6 +134,11 @@ impl Function {
     /// The package.
     pub fn package(&self) -> &Arc<Package> {
         &self.package
+    }
+
+    /// The dialect its instances speak.
+    pub fn dialect(&self) -> &Arc<dyn Dialect> {
+        &self.dialect
     }
 
     /// Whether each instance gets its own network namespace: the engine isolates and the

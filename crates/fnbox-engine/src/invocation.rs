@@ -1,6 +1,13 @@
 //! What goes into an invocation and what comes out of it, dialect-neutral.
+//!
+//! An invocation has two ends (CONTRACT §3 "Invoke"): the caller's [`Answer`], known as soon as
+//! the runtime answered (or the environment failed), and the [`InvokeOutcome`], known when
+//! every extension is done with the invocation and the report was emitted. [`Invocation`]
+//! carries the first and waits for the second, so a front door answers its caller at once with
+//! the engine's own measurements instead of estimating them.
 
 use bytes::Bytes;
+use tokio::sync::oneshot;
 
 use crate::telemetry::{ReportMetrics, Status};
 
@@ -90,11 +97,6 @@ impl Fault {
             _ => Status::Failure,
         }
     }
-
-    /// The fault as an error body.
-    pub fn error_body(&self) -> fnbox_wire::fg::ErrorBody {
-        fnbox_wire::fg::ErrorBody::new(self.error_type(), self.message.clone())
-    }
 }
 
 /// What the runtime (or the environment) made of one invocation.
@@ -117,21 +119,6 @@ impl InvokeResult {
             InvokeResult::Fault(f) => f.status(),
         }
     }
-
-    /// `errorType` for telemetry: the handler's own errorType when it posted one.
-    pub fn error_type(&self) -> Option<String> {
-        match self {
-            InvokeResult::Ok(_) => None,
-            InvokeResult::HandlerError(body) => Some(
-                serde_json::from_slice::<fnbox_wire::fg::ErrorBody>(body)
-                    .ok()
-                    .map(|b| b.error_type)
-                    .filter(|t| !t.is_empty())
-                    .unwrap_or_else(|| "Function.Error".to_string()),
-            ),
-            InvokeResult::Fault(f) => Some(f.error_type().to_string()),
-        }
-    }
 }
 
 /// A finished invocation.
@@ -141,8 +128,95 @@ pub struct InvokeOutcome {
     pub request_id: String,
     /// Result.
     pub result: InvokeResult,
+    /// `errorType` of telemetry: the handler's own (as the dialect reads its error body,
+    /// `Function.Error` when it named none) or the fault's; `None` on success.
+    pub error_type: Option<String>,
     /// Measured duration and memory.
     pub metrics: ReportMetrics,
     /// The lines the instance printed during the invocation (bounded tail).
     pub log: Vec<String>,
+}
+
+/// What the caller of an invocation gets as soon as it is known: the runtime's answer (or the
+/// fault), measured by the engine at that moment.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    /// Request id.
+    pub request_id: String,
+    /// Result.
+    pub result: InvokeResult,
+    /// `errorType`, as in [`InvokeOutcome::error_type`].
+    pub error_type: Option<String>,
+    /// Duration from `platform.start` to the answer, and the instance's memory peak so far.
+    pub metrics: ReportMetrics,
+    /// What the runtime printed up to its answer (bounded tail).
+    pub log: Vec<String>,
+}
+
+/// Where an instance delivers the caller's [`Answer`]; called at most once.
+pub struct AnswerTx(Option<Box<dyn FnOnce(Answer) + Send>>);
+
+impl AnswerTx {
+    /// Delivers the answer to `f`.
+    pub fn new(f: impl FnOnce(Answer) + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// Nobody waits for the answer (the caller wants the whole outcome).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Whether the answer was not delivered yet.
+    pub fn is_pending(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Delivers `answer` if nothing was delivered yet.
+    pub fn send(&mut self, answer: Answer) {
+        if let Some(f) = self.0.take() {
+            f(answer);
+        }
+    }
+}
+
+impl std::fmt::Debug for AnswerTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AnswerTx").field(&self.is_pending()).finish()
+    }
+}
+
+/// A started invocation: its answer now, its completion later.
+#[derive(Debug)]
+pub struct Invocation {
+    answer: Answer,
+    done: oneshot::Receiver<InvokeOutcome>,
+}
+
+impl Invocation {
+    pub(crate) fn new(answer: Answer, done: oneshot::Receiver<InvokeOutcome>) -> Self {
+        Self { answer, done }
+    }
+
+    /// The caller's answer.
+    pub fn answer(&self) -> &Answer {
+        &self.answer
+    }
+
+    /// The answer, and a future for the end of the invocation (every extension done with it,
+    /// `platform.report` emitted). Dropping the future does not cancel the invocation.
+    pub fn into_parts(
+        self,
+    ) -> (
+        Answer,
+        impl std::future::Future<Output = Option<InvokeOutcome>> + Send,
+    ) {
+        let done = self.done;
+        (self.answer, async move { done.await.ok() })
+    }
+
+    /// Waits for the end of the invocation; `None` only if the engine stopped before it ended.
+    pub async fn finished(self) -> Option<InvokeOutcome> {
+        self.done.await.ok()
+    }
 }

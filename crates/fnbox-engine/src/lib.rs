@@ -11,11 +11,10 @@
 //! - [`launch`]: how each runtime kind is started.
 //! - [`netns`]: per-instance network namespaces (loopback only) and the socket factory that
 //!   reaches into them; [`NetworkMode`] and the host-network fallback.
-//! - [`dialect`]: the trait a dialect implements (routers only).
+//! - [`dialect`]: the trait a dialect implements: every decision where the platforms differ.
 
 pub mod dialect;
 pub mod engine;
-pub mod http_bridge;
 pub mod instance;
 pub mod invocation;
 pub mod launch;
@@ -24,9 +23,12 @@ pub mod netns;
 pub mod pool;
 pub mod telemetry;
 
-pub use dialect::Dialect;
-pub use engine::{Engine, EngineConfig, Function, LineEcho};
+pub use dialect::{Command, Dialect, ErrorInfo, LogLines};
+pub use engine::{Engine, EngineConfig, Function, HttpClient, LineEcho};
 pub use instance::{InitError, Instance, InstanceApi, NotReady};
-pub use invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult, InvokeType};
+pub use invocation::{
+    Answer, AnswerTx, Fault, FaultKind, Invocation, InvokeOutcome, InvokeRequest, InvokeResult,
+    InvokeType,
+};
 pub use netns::NetworkMode;
-pub use pool::{InstanceInfo, Pool, PoolConfig, PoolError};
+pub use pool::{Factory, InstanceInfo, Pool, PoolConfig, PoolError, Pooled};

@@ -53,6 +53,17 @@ pub struct InvalidTransition {
 }
 
 impl State {
+    /// Lower-case name for listings (`initializing`, `idle`, `busy`, `shutting_down`, `dead`).
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Initializing => "initializing",
+            State::Idle => "idle",
+            State::Busy(_) => "busy",
+            State::ShuttingDown => "shutting_down",
+            State::Dead => "dead",
+        }
+    }
+
     /// The next state, or why not.
     pub fn apply(self, t: Transition) -> Result<State, InvalidTransition> {
         use State::*;

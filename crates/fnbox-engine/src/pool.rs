@@ -5,21 +5,118 @@
 //! dropped from the pool and replaced on demand (reserved ones at once).
 //!
 //! # Design
-//! The pool's lock is a `std::sync::Mutex` held only to pick or add an instance — never across
-//! an await, an init or an invocation — so one slow function never delays another. Picking an
-//! instance takes its concurrency slot under that lock ([`Instance::try_begin`]), so two
-//! callers never race for the last slot. Waiters are woken through a [`Notify`] whenever a slot
-//! frees up or an instance goes away.
+//! - The pool's lock is a `std::sync::Mutex` held only to pick or add an instance — never
+//!   across an await, an init or an invocation — so one slow function never delays another.
+//!   Picking an instance takes its concurrency slot under that lock ([`Pooled::try_begin`]), so
+//!   two callers never race for the last slot.
+//! - Nothing polls: waiters for a slot and [`Pool::shutdown`] wait on a [`Notify`] that
+//!   every release, cold start and removal signals. The reclaimer sleeps until the earliest
+//!   idle deadline, so an instance is reclaimed at `idle_timeout`, not at the next tick; a
+//!   release wakes it only when it had no deadline to sleep to (an invocation never pays for a
+//!   reclaimer wake-up otherwise). Pools with reserved instances also check every
+//!   [`PoolConfig::reserved_check`] that none was lost while idle.
+//! - Every clock is tokio's, and the pool is generic over what it pools ([`Factory`] /
+//!   [`Pooled`]), so its behaviour is tested under paused time with fake instances
+//!   (`tests/pool_paused.rs`) as well as end to end with real ones.
+//! - An invocation runs in its own task on the engine's tracker ([`Pool::submit`]): a caller
+//!   that goes away never cancels it half-way (the instance would be left busy, a cold start
+//!   half-counted), and the caller gets its [`Answer`] as soon as the runtime answered while the
+//!   task finishes the invocation (extensions, report).
 
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{oneshot, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::engine::Function;
 use crate::instance::{InitError, Instance};
-use crate::invocation::{InvokeOutcome, InvokeRequest, InvokeResult};
+use crate::invocation::{Answer, AnswerTx, Invocation, InvokeOutcome, InvokeRequest};
 use crate::lifecycle::State;
+
+/// What a pool needs of an instance.
+pub trait Pooled: Send + Sync + 'static {
+    /// Lifecycle state now.
+    fn state(&self) -> State;
+    /// Takes one concurrency slot if one is free (called under the pool's lock).
+    fn try_begin(&self) -> bool;
+    /// Whether a slot is free now.
+    fn can_accept(&self) -> bool;
+    /// Runs an invocation whose slot was taken with [`Pooled::try_begin`]; calls `answer` once,
+    /// as soon as the caller's answer is known.
+    fn run_begun(
+        &self,
+        req: InvokeRequest,
+        answer: AnswerTx,
+    ) -> impl Future<Output = InvokeOutcome> + Send;
+    /// Orderly shutdown.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send;
+    /// `podName`.
+    fn pod_name(&self) -> &str;
+    /// Invocations served.
+    fn invocations(&self) -> u64;
+    /// Highest per-invocation memory peak, bytes.
+    fn peak_bytes(&self) -> u64;
+    /// Time since the instance started.
+    fn age(&self) -> Duration;
+}
+
+/// What a pool needs of a function: instances, and the engine's task ownership.
+pub trait Factory: Send + Sync + 'static {
+    /// The instances it starts.
+    type Instance: Pooled;
+    /// Starts an instance (retrying failed inits as the platform does); `trace_id` is the
+    /// request that caused the cold start.
+    fn start_instance(
+        &self,
+        trace_id: Option<String>,
+    ) -> impl Future<Output = Result<Arc<Self::Instance>, InitError>> + Send;
+    /// Function name, for messages.
+    fn name(&self) -> &str;
+    /// `concurrent_num`, for messages.
+    fn concurrency(&self) -> u32;
+    /// The function's invocation timeout: how long shutdown waits for invocations in flight.
+    fn timeout(&self) -> Duration;
+    /// Owner of the pool's background tasks and invocation tasks.
+    fn tracker(&self) -> &TaskTracker;
+    /// Cancelled when the engine stops.
+    fn cancelled(&self) -> &CancellationToken;
+}
+
+impl Factory for Function {
+    type Instance = Instance;
+
+    fn start_instance(
+        &self,
+        trace_id: Option<String>,
+    ) -> impl Future<Output = Result<Arc<Instance>, InitError>> + Send {
+        Function::start_instance(self, trace_id)
+    }
+
+    fn name(&self) -> &str {
+        &self.package.config.func_name
+    }
+
+    fn concurrency(&self) -> u32 {
+        self.package.config.concurrent_num
+    }
+
+    fn timeout(&self) -> Duration {
+        self.package.config.timeout_duration()
+    }
+
+    fn tracker(&self) -> &TaskTracker {
+        &self.engine.tracker
+    }
+
+    fn cancelled(&self) -> &CancellationToken {
+        &self.engine.cancel
+    }
+}
 
 /// How a pool sizes itself.
 #[derive(Clone, Debug)]
@@ -32,6 +129,9 @@ pub struct PoolConfig {
     pub idle_timeout: Duration,
     /// How long a request waits for a free slot before it is refused.
     pub acquire_timeout: Duration,
+    /// How often a pool with reserved instances checks that none was lost (a reserved
+    /// instance that dies while idle is otherwise only noticed by the next invocation).
+    pub reserved_check: Duration,
 }
 
 impl PoolConfig {
@@ -45,6 +145,7 @@ impl PoolConfig {
             reserved_instances: c.reserved_instances.min(max),
             idle_timeout: Duration::from_secs(c.idle_timeout as u64),
             acquire_timeout: Duration::from_secs(1),
+            reserved_check: Duration::from_secs(5),
         }
     }
 }
@@ -70,23 +171,22 @@ pub enum PoolError {
     Closed(String),
 }
 
-struct Slot {
-    instance: Arc<Instance>,
+struct Slot<I> {
+    instance: Arc<I>,
     reserved: bool,
     last_used: Instant,
 }
 
-#[derive(Default)]
-struct PoolState {
-    slots: Vec<Slot>,
+struct PoolState<I> {
+    slots: Vec<Slot<I>>,
     starting: u32,
     starting_reserved: u32,
     closed: bool,
 }
 
-impl PoolState {
+impl<I: Pooled> PoolState<I> {
     /// Drops dead instances; returns them so they can be torn down outside the lock.
-    fn prune(&mut self) -> Vec<Arc<Instance>> {
+    fn prune(&mut self) -> Vec<Arc<I>> {
         let mut dead = Vec::new();
         self.slots.retain(|s| {
             let alive = s.instance.state() != State::Dead;
@@ -96,6 +196,14 @@ impl PoolState {
             alive
         });
         dead
+    }
+
+    fn busy(&self) -> bool {
+        self.starting > 0
+            || self
+                .slots
+                .iter()
+                .any(|s| matches!(s.instance.state(), State::Busy(_)))
     }
 }
 
@@ -121,39 +229,53 @@ pub struct InstanceInfo {
 }
 
 /// The pool of one function.
-pub struct Pool {
-    function: Arc<Function>,
+pub struct Pool<F: Factory = Function> {
+    function: Arc<F>,
     config: PoolConfig,
-    state: Mutex<PoolState>,
-    freed: Notify,
+    state: Mutex<PoolState<F::Instance>>,
+    /// Signalled whenever a slot frees up, an instance is added or goes away, or the pool
+    /// closes.
+    changed: Notify,
+    /// Wakes the reclaimer (see the module docs); shared with it, so the reclaimer does not
+    /// keep the pool alive while it sleeps.
+    reclaimer: Arc<Notify>,
+    /// The reclaimer sleeps without an idle deadline: the next release must wake it.
+    reclaimer_unarmed: AtomicBool,
 }
 
 /// An invocation's hold on one instance slot; released when dropped.
-struct Lease<'a> {
-    pool: &'a Pool,
-    instance: Arc<Instance>,
+struct Lease<F: Factory> {
+    pool: Arc<Pool<F>>,
+    instance: Arc<F::Instance>,
 }
 
-impl Drop for Lease<'_> {
+impl<F: Factory> Drop for Lease<F> {
     fn drop(&mut self) {
         self.pool.release(&self.instance);
     }
 }
 
-impl Pool {
+impl<F: Factory> Pool<F> {
     /// A pool for `function`; call [`Pool::start`] to bring up reserved instances and the
     /// reclaimer.
-    pub fn new(function: Arc<Function>, config: PoolConfig) -> Arc<Self> {
+    pub fn new(function: Arc<F>, config: PoolConfig) -> Arc<Self> {
         Arc::new(Self {
             function,
             config,
-            state: Mutex::new(PoolState::default()),
-            freed: Notify::new(),
+            state: Mutex::new(PoolState {
+                slots: Vec::new(),
+                starting: 0,
+                starting_reserved: 0,
+                closed: false,
+            }),
+            changed: Notify::new(),
+            reclaimer: Arc::new(Notify::new()),
+            reclaimer_unarmed: AtomicBool::new(true),
         })
     }
 
     /// The function.
-    pub fn function(&self) -> &Arc<Function> {
+    pub fn function(&self) -> &Arc<F> {
         &self.function
     }
 
@@ -162,60 +284,92 @@ impl Pool {
         &self.config
     }
 
+    fn name(&self) -> &str {
+        self.function.name()
+    }
+
     /// Starts the reserved instances (awaited, so start-up reports their failures) and the
     /// background task that reclaims idle instances and replaces lost reserved ones.
     pub async fn start(self: &Arc<Self>) -> Result<(), InitError> {
         self.top_up_reserved().await?;
         let me = Arc::downgrade(self);
-        let engine = self.function.engine.clone();
-        let tracker = engine.tracker.clone();
-        let period =
-            (self.config.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
-        tracker.spawn(async move {
-            let mut tick = tokio::time::interval(period);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let cancel = self.function.cancelled().clone();
+        self.function.tracker().spawn(async move {
             loop {
-                tokio::select! {
-                    _ = engine.cancel.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
                 let Some(pool) = me.upgrade() else { break };
-                pool.reclaim_idle().await;
+                let reclaimer = pool.reclaimer.clone();
+                let woken = reclaimer.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let next = pool.reclaim_idle().await;
                 if let Err(e) = pool.top_up_reserved().await {
                     tracing::warn!(function = %pool.name(), error = %e, "a reserved instance could not be replaced");
+                }
+                let check = (pool.config.reserved_instances > 0)
+                    .then(|| Instant::now() + pool.config.reserved_check);
+                let wake = next.into_iter().chain(check).min();
+                drop(pool);
+                let sleep = async {
+                    match wake {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = &mut woken => {}
+                    _ = sleep => {}
                 }
             }
         });
         Ok(())
     }
 
-    fn name(&self) -> &str {
-        &self.function.package().config.func_name
+    /// Starts one invocation on a free or new instance and returns as soon as the caller's
+    /// answer is known; the invocation finishes in its own task (see the module docs).
+    pub async fn submit(self: &Arc<Self>, req: InvokeRequest) -> Result<Invocation, PoolError> {
+        let (answer_tx, answer_rx) = oneshot::channel::<Result<Answer, PoolError>>();
+        let (done_tx, done_rx) = oneshot::channel();
+        let pool = self.clone();
+        self.function.tracker().spawn(async move {
+            let lease = match pool.acquire(&req.request_id).await {
+                Ok(lease) => lease,
+                Err(e) => {
+                    let _ = answer_tx.send(Err(e));
+                    return;
+                }
+            };
+            let answer = AnswerTx::new(move |a| {
+                let _ = answer_tx.send(Ok(a));
+            });
+            let outcome = lease.instance.run_begun(req, answer).await;
+            drop(lease);
+            let _ = done_tx.send(outcome);
+        });
+        match answer_rx.await {
+            Ok(Ok(answer)) => Ok(Invocation::new(answer, done_rx)),
+            Ok(Err(e)) => Err(e),
+            // The task ended without an answer: only when the runtime is shutting down.
+            Err(_) => Err(PoolError::Closed(self.name().to_string())),
+        }
     }
 
-    /// Runs one invocation on a free or new instance.
-    pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, PoolError> {
-        self.invoke_with(req, None).await
+    /// Runs one invocation to its end (extensions done, report emitted): [`Pool::submit`],
+    /// then wait for the rest.
+    pub async fn invoke(self: &Arc<Self>, req: InvokeRequest) -> Result<InvokeOutcome, PoolError> {
+        let invocation = self.submit(req).await?;
+        invocation
+            .finished()
+            .await
+            .ok_or_else(|| PoolError::Closed(self.name().to_string()))
     }
 
-    /// [`Pool::invoke`], sending the result on `early` as soon as the runtime answered.
-    pub async fn invoke_with(
-        &self,
-        req: InvokeRequest,
-        early: Option<oneshot::Sender<InvokeResult>>,
-    ) -> Result<InvokeOutcome, PoolError> {
-        let lease = self.acquire(&req.request_id).await?;
-        let outcome = lease.instance.run_begun(req, early).await;
-        drop(lease);
-        Ok(outcome)
-    }
-
-    async fn acquire(&self, request_id: &str) -> Result<Lease<'_>, PoolError> {
-        let mut deadline = tokio::time::Instant::now() + self.config.acquire_timeout;
+    async fn acquire(self: &Arc<Self>, request_id: &str) -> Result<Lease<F>, PoolError> {
+        let mut deadline = Instant::now() + self.config.acquire_timeout;
         loop {
-            let freed = self.freed.notified();
-            tokio::pin!(freed);
-            freed.as_mut().enable();
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
             let (dead, start_new) = {
                 let mut st = self.state.lock().expect("pool lock");
                 if st.closed {
@@ -236,7 +390,7 @@ impl Pool {
                         drop(st);
                         self.teardown(dead);
                         return Ok(Lease {
-                            pool: self,
+                            pool: self.clone(),
                             instance,
                         });
                     }
@@ -252,60 +406,55 @@ impl Pool {
             if start_new {
                 return self.cold_start(request_id).await;
             }
-            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
                 if self.state.lock().expect("pool lock").starting > 0 {
                     // An instance is still initialising: its slots may be ours.
-                    deadline = tokio::time::Instant::now() + self.config.acquire_timeout;
+                    deadline = Instant::now() + self.config.acquire_timeout;
                     continue;
                 }
-                let c = &self.function.package().config;
                 return Err(PoolError::Saturated {
                     function: self.name().to_string(),
                     max: self.config.max_instances,
-                    concurrency: c.concurrent_num,
+                    concurrency: self.function.concurrency(),
                 });
             }
         }
     }
 
-    async fn cold_start(&self, request_id: &str) -> Result<Lease<'_>, PoolError> {
+    async fn cold_start(self: &Arc<Self>, request_id: &str) -> Result<Lease<F>, PoolError> {
         let result = self
             .function
             .start_instance(Some(request_id.to_string()))
             .await;
         let mut st = self.state.lock().expect("pool lock");
         st.starting -= 1;
-        match result {
+        let outcome = match result {
             Ok(instance) => {
-                let closed = st.closed;
-                let begun = !closed && instance.try_begin();
+                let begun = !st.closed && instance.try_begin();
                 st.slots.push(Slot {
                     instance: instance.clone(),
                     reserved: false,
                     last_used: Instant::now(),
                 });
-                drop(st);
-                // Its other slots (concurrent_num > 1) are free for waiters.
-                self.freed.notify_waiters();
                 if begun {
                     Ok(Lease {
-                        pool: self,
+                        pool: self.clone(),
                         instance,
                     })
                 } else {
-                    self.freed.notify_waiters();
                     Err(PoolError::Closed(self.name().to_string()))
                 }
             }
-            Err(e) => {
-                drop(st);
-                self.freed.notify_waiters();
-                Err(PoolError::Init(e))
-            }
-        }
+            Err(e) => Err(PoolError::Init(e)),
+        };
+        drop(st);
+        // Its other slots (concurrent_num > 1) are free for waiters; a failed start frees
+        // room for another.
+        self.changed.notify_waiters();
+        outcome
     }
 
-    fn release(&self, instance: &Arc<Instance>) {
+    fn release(&self, instance: &Arc<F::Instance>) {
         let dead = {
             let mut st = self.state.lock().expect("pool lock");
             if let Some(slot) = st
@@ -317,27 +466,31 @@ impl Pool {
             }
             st.prune()
         };
+        if !dead.is_empty() || self.reclaimer_unarmed.load(Ordering::Acquire) {
+            self.reclaimer.notify_one();
+        }
         self.teardown(dead);
-        self.freed.notify_waiters();
+        self.changed.notify_waiters();
     }
 
     /// Shuts dead instances down in the background (they are already killed; this flushes
     /// what is left and reaps their tasks).
-    fn teardown(&self, dead: Vec<Arc<Instance>>) {
+    fn teardown(&self, dead: Vec<Arc<F::Instance>>) {
         for instance in dead {
             self.function
-                .engine
-                .tracker
+                .tracker()
                 .spawn(async move { instance.shutdown().await });
         }
     }
 
-    async fn reclaim_idle(&self) {
+    /// Reclaims on-demand instances idle for `idle_timeout`; returns when the next one would be
+    /// due.
+    async fn reclaim_idle(&self) -> Option<Instant> {
         let now = Instant::now();
-        let idle: Vec<Arc<Instance>> = {
+        let timeout = self.config.idle_timeout;
+        let (idle, next) = {
             let mut st = self.state.lock().expect("pool lock");
             let mut out = st.prune();
-            let timeout = self.config.idle_timeout;
             st.slots.retain(|s| {
                 let reclaim = !s.reserved
                     && s.instance.state() == State::Idle
@@ -347,33 +500,48 @@ impl Pool {
                 }
                 !reclaim
             });
-            out
+            let next = st
+                .slots
+                .iter()
+                .filter(|s| !s.reserved && s.instance.state() == State::Idle)
+                .map(|s| s.last_used + timeout)
+                .min();
+            // Under the lock, so a release that follows sees it (and one that came first was
+            // seen here).
+            self.reclaimer_unarmed
+                .store(next.is_none(), Ordering::Release);
+            (out, next)
         };
         if !idle.is_empty() {
-            self.freed.notify_waiters();
+            self.changed.notify_waiters();
         }
         for instance in idle {
             tracing::info!(function = %self.name(), pod = %instance.pod_name(), "reclaiming instance");
             instance.shutdown().await;
         }
+        next
     }
 
     async fn top_up_reserved(&self) -> Result<(), InitError> {
         loop {
             {
                 let mut st = self.state.lock().expect("pool lock");
-                let _ = st.prune();
+                let dead = st.prune();
                 let reserved =
                     st.slots.iter().filter(|s| s.reserved).count() as u32 + st.starting_reserved;
                 let total = st.slots.len() as u32 + st.starting;
-                if st.closed
+                let done = st.closed
                     || reserved >= self.config.reserved_instances
-                    || total >= self.config.max_instances
-                {
+                    || total >= self.config.max_instances;
+                if !done {
+                    st.starting += 1;
+                    st.starting_reserved += 1;
+                }
+                drop(st);
+                self.teardown(dead);
+                if done {
                     return Ok(());
                 }
-                st.starting += 1;
-                st.starting_reserved += 1;
             }
             let result = self.function.start_instance(None).await;
             let mut st = self.state.lock().expect("pool lock");
@@ -387,7 +555,7 @@ impl Pool {
                         last_used: Instant::now(),
                     });
                     drop(st);
-                    self.freed.notify_waiters();
+                    self.changed.notify_waiters();
                 }
                 Err(e) => return Err(e),
             }
@@ -404,14 +572,7 @@ impl Pool {
                 let state = s.instance.state();
                 InstanceInfo {
                     pod_name: s.instance.pod_name().to_string(),
-                    state: match state {
-                        State::Initializing => "initializing",
-                        State::Idle => "idle",
-                        State::Busy(_) => "busy",
-                        State::ShuttingDown => "shutting_down",
-                        State::Dead => "dead",
-                    }
-                    .to_string(),
+                    state: state.name().to_string(),
                     in_flight: if let State::Busy(n) = state { n } else { 0 },
                     invocations: s.instance.invocations(),
                     peak_memory_mb: s.instance.peak_bytes() as f64 / (1024.0 * 1024.0),
@@ -427,24 +588,22 @@ impl Pool {
     /// deadline), then shuts every instance down.
     pub async fn shutdown(&self) {
         self.state.lock().expect("pool lock").closed = true;
-        self.freed.notify_waiters();
+        self.changed.notify_waiters();
         // In-flight invocations end by their deadline at the latest.
-        let timeout = self.function.package().config.timeout_duration() + Duration::from_secs(1);
-        let end = tokio::time::Instant::now() + timeout;
+        let end = Instant::now() + self.function.timeout() + Duration::from_secs(1);
         loop {
-            let busy = {
-                let st = self.state.lock().expect("pool lock");
-                st.slots
-                    .iter()
-                    .any(|s| matches!(s.instance.state(), State::Busy(_)))
-                    || st.starting > 0
-            };
-            if !busy || tokio::time::Instant::now() >= end {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.state.lock().expect("pool lock").busy() {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if tokio::time::timeout_at(end, changed).await.is_err() {
+                tracing::warn!(function = %self.name(), "invocations still running at shutdown after their deadline");
+                break;
+            }
         }
-        let all: Vec<Arc<Instance>> = {
+        let all: Vec<Arc<F::Instance>> = {
             let mut st = self.state.lock().expect("pool lock");
             st.slots.drain(..).map(|s| s.instance).collect()
         };

@@ -246,7 +246,7 @@ exports.handler = async (event) => {
         "runtime frames are removed: {stack:?}"
     );
     assert_eq!(
-        out.result.error_type().as_deref(),
+        out.error_type.as_deref(),
         Some(lang.pick("ValueError", "TypeError"))
     );
 

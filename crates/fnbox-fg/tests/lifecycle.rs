@@ -98,7 +98,7 @@ done"#,
         }
         other => panic!("expected a handler error, got {other:?}"),
     }
-    assert_eq!(out.result.error_type().as_deref(), Some("ValueError"));
+    assert_eq!(out.error_type.as_deref(), Some("ValueError"));
     assert!(
         inst.can_accept(),
         "a handler error leaves the instance ready"

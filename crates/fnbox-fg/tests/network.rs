@@ -56,6 +56,7 @@ fn pool(function: Arc<Function>, max: u32) -> Arc<Pool> {
             reserved_instances: 0,
             idle_timeout: Duration::from_secs(60),
             acquire_timeout: Duration::from_secs(30),
+            reserved_check: Duration::from_secs(5),
         },
     )
 }

@@ -32,6 +32,7 @@ fn pool_config(max: u32, reserved: u32, idle: Duration) -> PoolConfig {
         reserved_instances: reserved,
         idle_timeout: idle,
         acquire_timeout: Duration::from_millis(200),
+        reserved_check: Duration::from_millis(100),
     }
 }
 

@@ -1,25 +1,27 @@
 //! The AWS Lambda dialect: Lambda's in-sandbox APIs (lambda-facts §1–3, CONTRACT §4) as axum
-//! routers over the fnbox engine, and Lambda's telemetry encoding (CONTRACT §5). The engine's
-//! lifecycle, limits, logs and telemetry bus are shared with FunctionGraph; this crate only
-//! routes and encodes.
+//! routers over the fnbox engine, Lambda's telemetry encoding (CONTRACT §5), and every other
+//! Lambda decision the engine asks its [`Dialect`] for. The engine's lifecycle, limits, logs
+//! and telemetry bus are shared with FunctionGraph.
 //!
 //! # Layout
 //! - [`api`]: one module per API surface (Runtime API 2018-06-01, Extensions API 2020-01-01,
 //!   Telemetry API 2022-07-01), plus `api::error`, the one place errors become HTTP responses.
 //! - [`encode`]: Lambda's telemetry JSON per subscriber schema version.
+//! - [`env`]: the reserved variables of the runtime and its extensions.
 //! - [`trace`]: the X-Ray trace header of an invocation, derived from its request id.
-//!
-//! # Choosing the dialect
-//! [`dialect_for`] maps a package's `dialect:` to the dialect object the engine needs (this
-//! crate or `fnbox_fg`).
 
 pub mod api;
 pub mod encode;
+pub mod env;
 pub mod trace;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use fnbox_engine::{Dialect, InstanceApi};
+use fnbox_engine::launch::{Launch, LaunchError};
+use fnbox_engine::{Command, Dialect, ErrorInfo, InstanceApi, LogLines};
+use fnbox_package::{Package, Runtime};
+use futures::future::BoxFuture;
 
 /// The AWS Lambda dialect.
 #[derive(Clone, Copy, Debug, Default)]
@@ -30,31 +32,120 @@ impl Dialect for Lambda {
         "lambda"
     }
 
+    /// fnbox's built-in Python/Node runtimes speak FunctionGraph's runtime API; a Lambda
+    /// function names its runtime client in its own bootstrap (`provided.*`).
+    fn launch(&self, package: &Package, host_path: Option<&str>) -> Result<Launch, LaunchError> {
+        match package.config.runtime {
+            Runtime::Python { .. } | Runtime::Node { .. } => Err(LaunchError::NotBuiltIn {
+                runtime: package.config.runtime_name.clone(),
+                dialect: self.name(),
+                instead: "use runtime: provided.al2023 with a bootstrap that starts a runtime client, e.g. `exec python3 -m awslambdaric \"$_HANDLER\"`".into(),
+            }),
+            _ => Launch::resolve(package, host_path),
+        }
+    }
+
+    fn runtime_env(
+        &self,
+        package: &Package,
+        api_addr: SocketAddr,
+        env: &mut Vec<(String, String)>,
+    ) {
+        env::lambda_vars(package, &api_addr.to_string(), env);
+    }
+
+    fn finish_env(&self, package: &Package, env: &mut Vec<(String, String)>) {
+        env::log_level_default(package, env);
+    }
+
+    fn extension_env(&self, runtime_env: &[(String, String)]) -> Vec<(String, String)> {
+        env::extension_env(runtime_env)
+    }
+
+    /// Lambda extensions are executables of their own (like `/opt/extensions/*`).
+    fn extension_command(&self, extension: &fnbox_package::Extension) -> Command {
+        Command {
+            program: extension.path.clone(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Every output line is telemetry (`function` / `extension` records).
+    fn log_lines(&self) -> LogLines {
+        LogLines::Every
+    }
+
+    /// With one request at a time, the runtime's work after its response (until it asks for
+    /// the next event) is still the invocation's (`runtimeOverhead`).
+    fn invocation_ends_at_next(&self, concurrency: u32) -> bool {
+        concurrency == 1
+    }
+
+    /// Extensions learn about an invocation from their pending `event/next`.
+    fn notify_invoke(
+        &self,
+        api: &Arc<InstanceApi>,
+        request_id: &str,
+        deadline_epoch_ms: u64,
+    ) -> Option<BoxFuture<'static, ()>> {
+        api.extensions
+            .release_invoke(request_id, deadline_epoch_ms)
+            .map(|done| Box::pin(done) as BoxFuture<'static, ()>)
+    }
+
+    fn error_info(&self, body: &[u8]) -> ErrorInfo {
+        let parsed: fnbox_wire::lambda::ErrorBody =
+            serde_json::from_slice(body).unwrap_or_default();
+        let non_empty = |s: String| (!s.is_empty()).then_some(s);
+        ErrorInfo {
+            error_type: non_empty(parsed.error_type),
+            message: non_empty(parsed.error_message),
+        }
+    }
+
     fn instance_router(&self, api: Arc<InstanceApi>) -> axum::Router {
         api::router(api)
     }
 }
 
-/// The dialect a package asks for (`dialect:` in `function.yaml`):
-/// `fnbox_lambda::dialect_for(package.config.dialect)`.
-pub fn dialect_for(dialect: fnbox_package::Dialect) -> Arc<dyn Dialect> {
-    match dialect {
-        fnbox_package::Dialect::FunctionGraph => Arc::new(fnbox_fg::FunctionGraph),
-        fnbox_package::Dialect::Lambda => Arc::new(Lambda),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn package(yaml: &str, files: &[&str]) -> (tempfile::TempDir, Package) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("function.yaml"), yaml).unwrap();
+        for f in files {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let pkg = fnbox_package::load(dir.path()).unwrap();
+        (dir, pkg)
+    }
+
     #[test]
-    fn the_package_dialect_picks_the_routers() {
-        assert_eq!(
-            super::dialect_for(fnbox_package::Dialect::Lambda).name(),
-            "lambda"
+    fn managed_runtimes_are_refused_with_a_way_out() {
+        let (_d, pkg) = package(
+            "func_name: f\ndialect: lambda\nruntime: python3.12\nhandler: app.handler\n",
+            &["app.py"],
         );
-        assert_eq!(
-            super::dialect_for(fnbox_package::Dialect::FunctionGraph).name(),
-            "functiongraph"
+        let err = Lambda.launch(&pkg, None).unwrap_err().to_string();
+        assert!(
+            err.contains("python3.12")
+                && err.contains("dialect: lambda")
+                && err.contains("provided.al2023")
+                && err.contains("awslambdaric"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn error_bodies_and_the_shape_of_an_invocation() {
+        let info = Lambda.error_info(br#"{"errorMessage":"x","errorType":"ValueError"}"#);
+        assert_eq!(info.error_type.as_deref(), Some("ValueError"));
+        assert_eq!(info.message.as_deref(), Some("x"));
+        assert_eq!(Lambda.error_info(b"[]"), ErrorInfo::default());
+        assert!(Lambda.invocation_ends_at_next(1));
+        assert!(!Lambda.invocation_ends_at_next(4));
+        assert_eq!(Lambda.log_lines(), LogLines::Every);
     }
 }

@@ -393,7 +393,7 @@ async fn awslambdaric_handler_error_and_json_logs() {
     assert_eq!(e["errorMessage"], "asked to fail");
     assert_eq!(e["requestId"], req2.request_id);
     assert!(e["stackTrace"].is_array(), "{e}");
-    assert_eq!(out.result.error_type().as_deref(), Some("ValueError"));
+    assert_eq!(out.error_type.as_deref(), Some("ValueError"));
 
     // JSON log format: the handler's logging call is one JSON object per line.
     let mut logs = Vec::new();

@@ -26,5 +26,5 @@ pub mod urn;
 pub use api::error::FrontError;
 pub use config::{FunctionSpec, Overrides, ServeFile};
 pub use queue::AsyncOptions;
-pub use registry::{Registry, RegistryError, Served, StartError};
+pub use registry::{dialect_for, Registry, RegistryError, Served, StartError};
 pub use server::Server;

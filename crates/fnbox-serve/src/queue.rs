@@ -5,9 +5,9 @@
 //! - The queue itself ([`fnbox_async::AsyncStore`], [`fnbox_async::AsyncWorker`]) lives in
 //!   `fnbox-async`; this module only adapts the serve crate to it.
 //! - [`PoolInvoker`] runs each attempt as an `InvokeType::Async` request through the same pool
-//!   as synchronous invocations. The pool call runs in a task owned by the server's invocation
-//!   tracker: when the worker abandons an attempt (shutdown), the pool call still finishes
-//!   cleanly (the instance is never left busy) and shutdown waits for it; the queue records the
+//!   as synchronous invocations. The pool runs it in a task of its own, owned by the engine:
+//!   when the worker abandons an attempt (shutdown), the invocation still finishes cleanly (the
+//!   instance is never left busy) and the pool's shutdown waits for it; the queue records the
 //!   attempt as interrupted and runs it again at the next start (at least once).
 //! - Settings per function: the platform's preset by dialect, `max_concurrency =
 //!   max_instances × concurrent_num` (of the pool, so exclusive functions get 1 ×
@@ -22,7 +22,6 @@ use bytes::Bytes;
 use fnbox_async::{FunctionSettings, InvokeAttempt, Invoker, SettingsError, WorkerSettings};
 use fnbox_engine::{InvokeRequest, InvokeResult, InvokeType, PoolError};
 use fnbox_package::Dialect;
-use tokio_util::task::TaskTracker;
 
 use crate::registry::{Registry, Served};
 use crate::urn::lambda_arn;
@@ -38,14 +37,12 @@ pub struct AsyncOptions {
 /// Runs asynchronous attempts through the served functions' pools.
 pub struct PoolInvoker {
     registry: Arc<Registry>,
-    tracker: TaskTracker,
 }
 
 impl PoolInvoker {
-    /// An invoker over `registry`; pool calls are spawned on `tracker` (the server's
-    /// invocation tracker).
-    pub fn new(registry: Arc<Registry>, tracker: TaskTracker) -> Self {
-        Self { registry, tracker }
+    /// An invoker over `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
     }
 }
 
@@ -59,12 +56,10 @@ impl Invoker for PoolInvoker {
             event: payload,
             invoke_type: InvokeType::Async,
         };
-        let pool = served.pool().clone();
-        // Owned by the server's tracker, not by this future: an abandoned attempt never
-        // cancels a pool call half-way.
-        let task = self.tracker.spawn(async move { pool.invoke(req).await });
-        match task.await {
-            Ok(Ok(outcome)) => match outcome.result {
+        // The pool runs the attempt in a task of its own: an abandoned attempt never cancels
+        // it half-way.
+        match served.pool().invoke(req).await {
+            Ok(outcome) => match outcome.result {
                 InvokeResult::Ok(body) => InvokeAttempt::Success(body),
                 InvokeResult::HandlerError(body) => InvokeAttempt::FunctionError(body),
                 InvokeResult::Fault(f) => InvokeAttempt::Fault {
@@ -72,14 +67,10 @@ impl Invoker for PoolInvoker {
                     message: f.message,
                 },
             },
-            Ok(Err(PoolError::Saturated { .. } | PoolError::Closed(_))) => InvokeAttempt::Throttled,
-            Ok(Err(PoolError::Init(e))) => InvokeAttempt::Fault {
+            Err(PoolError::Saturated { .. } | PoolError::Closed(_)) => InvokeAttempt::Throttled,
+            Err(PoolError::Init(e)) => InvokeAttempt::Fault {
                 error_type: e.error_type,
                 message: e.message,
-            },
-            Err(e) => InvokeAttempt::Fault {
-                error_type: "Fnbox.InternalError".to_string(),
-                message: format!("invocation task failed: {e}"),
             },
         }
     }

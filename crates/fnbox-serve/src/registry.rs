@@ -207,9 +207,14 @@ pub struct Registry {
     by_name: HashMap<String, usize>,
 }
 
-/// The dialect that runs a package's instances; the one place a new dialect is plugged in.
-fn dialect_for(package: &Package) -> Arc<dyn Dialect> {
-    fnbox_lambda::dialect_for(package.config.dialect)
+/// The dialect that runs a package's instances (its `dialect:` in function.yaml): the one
+/// place, above both dialects, where the dialect object is chosen and a new one is plugged in.
+/// `fnbox run` uses it too.
+pub fn dialect_for(package: &Package) -> Arc<dyn Dialect> {
+    match package.config.dialect {
+        fnbox_package::Dialect::FunctionGraph => Arc::new(fnbox_fg::FunctionGraph),
+        fnbox_package::Dialect::Lambda => Arc::new(fnbox_lambda::Lambda),
+    }
 }
 
 /// The fixed ports a package's instances bind on the host.

@@ -97,7 +97,7 @@ impl Server {
         if handle.is_some() || slot.cancel.is_cancelled() {
             return Ok(());
         }
-        let invoker = PoolInvoker::new(self.state.registry.clone(), self.state.invocations.clone());
+        let invoker = PoolInvoker::new(self.state.registry.clone());
         let worker = AsyncWorker::spawn(
             store.clone(),
             invoker,

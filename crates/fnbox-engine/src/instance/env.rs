@@ -1,46 +1,22 @@
 //! The explicit environment of every runtime and extension process (CONTRACT §2). Nothing is
 //! inherited from fnbox's own environment except `PATH`.
 //!
-//! In the Lambda dialect the runtime also gets the reserved variables real runtime clients read
-//! (lambda-facts §1.9: `lambda_runtime` panics without name, version and an integer memory
-//! size), and extensions get the same set minus the runtime-only names Lambda withholds from
-//! them ([`extension_env`]).
+//! The engine builds the platform-neutral set (`RUNTIME_*`, `PATH`, `HOME`, `TZ`, `LANG`); the
+//! dialect adds its own variables ([`Dialect::runtime_env`], e.g. Lambda's `AWS_LAMBDA_*`) and
+//! says what its extensions get ([`Dialect::extension_env`]).
 
 use std::net::SocketAddr;
 
-use fnbox_package::{Dialect, FunctionConfig, Package, Runtime};
+use fnbox_package::{FunctionConfig, Package};
+
+use crate::dialect::Dialect;
 
 /// `PATH` when fnbox itself has none.
 const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// Region of Lambda functions that do not set `AWS_REGION` in `user_data`.
-pub const DEFAULT_REGION: &str = "us-east-1";
-
-/// Lambda variables an extension does not get (Lambda developer guide, "Extensions API").
-const EXTENSION_EXCLUDED: &[&str] = &[
-    "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_LOG_GROUP_NAME",
-    "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_XRAY_CONTEXT_MISSING",
-    "AWS_XRAY_DAEMON_ADDRESS",
-    "LAMBDA_RUNTIME_DIR",
-    "LAMBDA_TASK_ROOT",
-    "_AWS_XRAY_DAEMON_ADDRESS",
-    "_AWS_XRAY_DAEMON_PORT",
-    "_HANDLER",
-];
-
-/// The region of a Lambda function: `user_data.AWS_REGION`, else [`DEFAULT_REGION`].
-pub fn lambda_region(c: &FunctionConfig) -> &str {
-    c.user_data
-        .get("AWS_REGION")
-        .map(String::as_str)
-        .filter(|r| !r.is_empty())
-        .unwrap_or(DEFAULT_REGION)
-}
-
 /// Builds the environment of an instance's runtime.
 pub fn instance_env(
+    dialect: &dyn Dialect,
     package: &Package,
     api_addr: SocketAddr,
     host_path: Option<&str>,
@@ -84,9 +60,7 @@ pub fn instance_env(
         ("TZ".into(), "UTC".into()),
         ("LANG".into(), "C.UTF-8".into()),
     ];
-    if c.dialect == Dialect::Lambda {
-        lambda_vars(package, &addr, &mut env);
-    }
+    dialect.runtime_env(package, api_addr, &mut env);
     // Platform variables win over user_data entries of the same name, so a function cannot
     // point its own runtime at another API address by accident.
     for (k, v) in &c.user_data {
@@ -94,157 +68,74 @@ pub fn instance_env(
             env.push((k.clone(), v.clone()));
         }
     }
-    // Lambda's JSON log format comes with an application log level, INFO unless configured.
-    let json_logs = c
-        .user_data
-        .get("AWS_LAMBDA_LOG_FORMAT")
-        .is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    if c.dialect == Dialect::Lambda
-        && json_logs
-        && !c.user_data.contains_key("AWS_LAMBDA_LOG_LEVEL")
-    {
-        env.push(("AWS_LAMBDA_LOG_LEVEL".into(), "INFO".into()));
-    }
+    dialect.finish_env(package, &mut env);
     env
-}
-
-/// The environment of an instance's extensions, given the runtime's.
-pub fn extension_env(runtime_env: &[(String, String)], dialect: Dialect) -> Vec<(String, String)> {
-    match dialect {
-        Dialect::FunctionGraph => runtime_env.to_vec(),
-        Dialect::Lambda => runtime_env
-            .iter()
-            .filter(|(k, _)| !EXTENSION_EXCLUDED.contains(&k.as_str()))
-            .cloned()
-            .collect(),
-    }
-}
-
-/// Lambda's reserved variables (lambda-facts §1.9), replacing `TZ` and `LANG` by Lambda's values.
-fn lambda_vars(package: &Package, addr: &str, env: &mut Vec<(String, String)>) {
-    let c = &package.config;
-    let region = lambda_region(c).to_string();
-    let set = |env: &mut Vec<(String, String)>, k: &str, v: String| {
-        env.retain(|(existing, _)| existing != k);
-        env.push((k.to_string(), v));
-    };
-    set(env, "AWS_LAMBDA_RUNTIME_API", addr.to_string());
-    set(env, "AWS_LAMBDA_FUNCTION_NAME", c.func_name.clone());
-    set(env, "AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into());
-    set(
-        env,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        c.memory_size.to_string(),
-    );
-    set(env, "AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
-    set(
-        env,
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        format!("/aws/lambda/{}", c.func_name),
-    );
-    set(
-        env,
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        format!(
-            "{}/[$LATEST]{}",
-            chrono::Utc::now().format("%Y/%m/%d"),
-            uuid::Uuid::new_v4().simple()
-        ),
-    );
-    set(env, "_HANDLER", c.handler.clone());
-    set(env, "LAMBDA_TASK_ROOT", package.root.display().to_string());
-    set(env, "AWS_REGION", region.clone());
-    set(env, "AWS_DEFAULT_REGION", region);
-    set(env, "AWS_XRAY_CONTEXT_MISSING", "LOG_ERROR".into());
-    set(env, "TZ", ":UTC".into());
-    set(env, "LANG", "en_US.UTF-8".into());
-    // Managed runtimes name themselves; `provided*` runtimes get no AWS_EXECUTION_ENV.
-    if !matches!(c.runtime, Runtime::Custom | Runtime::Http) {
-        set(
-            env,
-            "AWS_EXECUTION_ENV",
-            format!("AWS_Lambda_{}", c.runtime_name),
-        );
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn package(yaml: &str) -> (tempfile::TempDir, Package) {
+    /// A dialect that adds nothing, to see the neutral set alone.
+    struct Neutral;
+    impl Dialect for Neutral {
+        fn name(&self) -> &'static str {
+            "neutral"
+        }
+        fn extension_command(&self, e: &fnbox_package::Extension) -> crate::dialect::Command {
+            crate::dialect::Command {
+                program: e.path.clone(),
+                args: Vec::new(),
+            }
+        }
+        fn log_lines(&self) -> crate::dialect::LogLines {
+            crate::dialect::LogLines::Marked
+        }
+        fn notify_invoke(
+            &self,
+            _: &std::sync::Arc<crate::InstanceApi>,
+            _: &str,
+            _: u64,
+        ) -> Option<futures::future::BoxFuture<'static, ()>> {
+            None
+        }
+        fn error_info(&self, _: &[u8]) -> crate::dialect::ErrorInfo {
+            Default::default()
+        }
+        fn instance_router(&self, _: std::sync::Arc<crate::InstanceApi>) -> axum::Router {
+            axum::Router::new()
+        }
+    }
+
+    #[test]
+    fn the_neutral_set_and_user_data_without_overrides() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("function.yaml"), yaml).unwrap();
+        std::fs::write(
+            dir.path().join("function.yaml"),
+            "func_name: fg\nmemory_size: 256\nuser_data:\n  RUNTIME_API_ADDR: spoof\n  MINE: yes\n",
+        )
+        .unwrap();
         let boot = dir.path().join("bootstrap");
         std::fs::write(&boot, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&boot, std::fs::Permissions::from_mode(0o755)).unwrap();
         let pkg = fnbox_package::load(dir.path()).unwrap();
-        (dir, pkg)
-    }
-
-    fn get<'a>(env: &'a [(String, String)], k: &str) -> Option<&'a str> {
-        env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn lambda_runtimes_get_the_reserved_variables() {
-        let (_d, pkg) = package(
-            "func_name: fn1\ndialect: lambda\nmemory_size: 256\nhandler: app.main\nuser_data:\n  AWS_LAMBDA_FUNCTION_NAME: spoof\n  AWS_LAMBDA_LOG_FORMAT: JSON\n",
-        );
-        let env = instance_env(&pkg, "127.0.0.1:9001".parse().unwrap(), None);
-        assert_eq!(get(&env, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
-        assert_eq!(get(&env, "AWS_LAMBDA_FUNCTION_NAME"), Some("fn1"));
-        assert_eq!(get(&env, "AWS_LAMBDA_FUNCTION_VERSION"), Some("$LATEST"));
-        assert_eq!(get(&env, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), Some("256"));
-        assert_eq!(get(&env, "_HANDLER"), Some("app.main"));
-        assert_eq!(get(&env, "AWS_REGION"), Some("us-east-1"));
-        assert_eq!(get(&env, "AWS_DEFAULT_REGION"), Some("us-east-1"));
+        let env = instance_env(&Neutral, &pkg, "127.0.0.1:1".parse().unwrap(), Some("/x"));
+        let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(
-            get(&env, "AWS_LAMBDA_LOG_GROUP_NAME"),
-            Some("/aws/lambda/fn1")
+            get("RUNTIME_API_ADDR"),
+            Some("127.0.0.1:1"),
+            "platform wins"
         );
-        assert!(get(&env, "AWS_LAMBDA_LOG_STREAM_NAME")
-            .unwrap()
-            .contains("/[$LATEST]"));
+        assert_eq!(get("EXTENSION_API_ADDR"), Some("127.0.0.1:1"));
+        assert_eq!(get("RUNTIME_MEMORY"), Some("256"));
+        assert_eq!(get("MINE"), Some("yes"));
+        assert_eq!(get("PATH"), Some("/x"));
+        assert_eq!(get("TZ"), Some("UTC"));
+        assert_eq!(get("AWS_LAMBDA_RUNTIME_API"), None);
         assert_eq!(
-            get(&env, "AWS_LAMBDA_INITIALIZATION_TYPE"),
-            Some("on-demand")
+            env.iter().filter(|(k, _)| k == "RUNTIME_API_ADDR").count(),
+            1
         );
-        assert_eq!(get(&env, "TZ"), Some(":UTC"));
-        assert_eq!(get(&env, "LANG"), Some("en_US.UTF-8"));
-        assert_eq!(get(&env, "AWS_LAMBDA_LOG_FORMAT"), Some("JSON"));
-        assert_eq!(get(&env, "AWS_LAMBDA_LOG_LEVEL"), Some("INFO"));
-        assert_eq!(
-            get(&env, "LAMBDA_TASK_ROOT"),
-            Some(pkg.root.display().to_string().as_str())
-        );
-        assert_eq!(get(&env, "AWS_EXECUTION_ENV"), None, "provided runtimes");
-        assert_eq!(env.iter().filter(|(k, _)| k == "TZ").count(), 1);
-
-        let ext = extension_env(&env, Dialect::Lambda);
-        assert_eq!(get(&ext, "_HANDLER"), None);
-        assert_eq!(get(&ext, "LAMBDA_TASK_ROOT"), None);
-        assert_eq!(get(&ext, "AWS_LAMBDA_LOG_STREAM_NAME"), None);
-        assert_eq!(get(&ext, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
-        assert_eq!(get(&ext, "AWS_LAMBDA_FUNCTION_NAME"), Some("fn1"));
-    }
-
-    #[test]
-    fn region_comes_from_user_data() {
-        let (_d, pkg) =
-            package("func_name: r\ndialect: lambda\nuser_data:\n  AWS_REGION: eu-west-1\n");
-        assert_eq!(lambda_region(&pkg.config), "eu-west-1");
-        let env = instance_env(&pkg, "127.0.0.1:1".parse().unwrap(), None);
-        assert_eq!(get(&env, "AWS_DEFAULT_REGION"), Some("eu-west-1"));
-    }
-
-    #[test]
-    fn functiongraph_has_no_lambda_variables() {
-        let (_d, pkg) = package("func_name: fg\n");
-        let env = instance_env(&pkg, "127.0.0.1:1".parse().unwrap(), None);
-        assert_eq!(get(&env, "AWS_LAMBDA_RUNTIME_API"), None);
-        assert_eq!(get(&env, "TZ"), Some("UTC"));
-        assert_eq!(extension_env(&env, Dialect::FunctionGraph), env);
     }
 }

@@ -103,6 +103,16 @@ impl LogRouter {
             .insert(request_id.to_string(), Capture::default());
     }
 
+    /// What was captured so far for an invocation (capture goes on).
+    pub fn snapshot(&self, request_id: &str) -> Vec<String> {
+        self.active
+            .lock()
+            .expect("log capture lock")
+            .get(request_id)
+            .map(|c| c.lines.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Stops capturing and returns what was captured.
     pub fn end(&self, request_id: &str) -> Vec<String> {
         self.active

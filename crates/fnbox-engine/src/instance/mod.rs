@@ -9,13 +9,12 @@
 //!   extensions.
 //! - [`logs`]: routing output lines to telemetry, the log tail and fnbox's own output.
 //!
-//! # Dialect nuances the lifecycle follows (from the package's `dialect`)
-//! Lambda extensions are executables started directly (FunctionGraph's `extension*.sh` are
-//! run by `/bin/bash`) and long-poll for INVOKE / SHUTDOWN; init also waits until every
-//! registered extension asked for its first event; an invocation ends when the runtime asked
-//! for more work after answering (with `concurrent_num` 1) and every extension asked for its
-//! next event; shutdown hands SHUTDOWN (`spindown`, `timeout`, `failure`) to the extensions
-//! before SIGTERM. Every output line is telemetry in Lambda, marked lines only in FunctionGraph.
+//! # Dialects
+//! Where the platforms differ (how extensions start and hear about invocations, when an
+//! invocation is over, the environment, which lines are telemetry, how an error body reads,
+//! HTTP functions) the instance asks its [`Dialect`]; it never looks at the package's
+//! `dialect:`. Pull extensions (registered with [`ExtensionTarget::Pull`]) are generic: init
+//! waits until each asked for its first event, and shutdown hands them SHUTDOWN before SIGTERM.
 
 pub mod channel;
 pub mod env;
@@ -25,7 +24,7 @@ pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::Utc;
@@ -33,18 +32,21 @@ use fnbox_limits::MemoryGroup;
 use fnbox_package::Package;
 use nix::sys::signal::Signal;
 use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::engine::Function;
-use crate::invocation::{Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult};
+use crate::dialect::{Dialect, LogLines};
+use crate::engine::{Function, HttpClient};
+use crate::invocation::{
+    Answer, AnswerTx, Fault, FaultKind, InvokeOutcome, InvokeRequest, InvokeResult,
+};
 use crate::launch::RuntimeKind;
 use crate::lifecycle::{State, Transition};
 use crate::netns::NetNs;
 use crate::telemetry::{Bus, Event, Phase, ReportMetrics, Span, Status};
 use channel::{RuntimeChannel, RuntimeReply, Work, WorkKind};
 use extensions::{ExtensionRegistry, ExtensionTarget, ShutdownReason};
-use fnbox_package::Dialect as PackageDialect;
 use logs::LogRouter;
 use process::{describe_exit, ProcessSpec, Role, Supervised};
 
@@ -63,6 +65,14 @@ pub struct InstanceApi {
     pub bus: Bus,
     /// Launched and registered extensions.
     pub extensions: ExtensionRegistry,
+    /// How fnbox reaches the instance's listeners (through its namespace when isolated).
+    pub connector: fnbox_telemetry::Connector,
+    /// HTTP client through [`InstanceApi::connector`] (keep-alive pooled), for invoke pushes.
+    pub client: HttpClient,
+    /// Owner of the instance's tasks: a dialect spawns its per-instance work here.
+    pub tasks: TaskTracker,
+    /// Cancelled when the instance stops.
+    pub cancel: CancellationToken,
     init_error: Mutex<Option<oneshot::Sender<Bytes>>>,
     state: watch::Sender<State>,
 }
@@ -83,9 +93,15 @@ impl InstanceApi {
     /// the returned receiver). Its bus delivers on the current Tokio runtime.
     pub fn detached(package: Arc<Package>, pod_name: &str) -> (Self, oneshot::Receiver<Bytes>) {
         let (init_tx, init_rx) = oneshot::channel();
+        let (tasks, cancel) = (TaskTracker::new(), CancellationToken::new());
+        let connector = fnbox_telemetry::Connector::host();
         let api = InstanceApi {
             runtime: RuntimeChannel::new(package.config.concurrent_num as usize * 2),
-            bus: Bus::new(TaskTracker::new(), CancellationToken::new()),
+            bus: Bus::new(tasks.clone(), cancel.clone()),
+            client: crate::engine::http_client(connector.clone()),
+            connector,
+            tasks,
+            cancel,
             extensions: ExtensionRegistry::new(
                 package.extensions.iter().map(|e| e.name.clone()).collect(),
             ),
@@ -147,15 +163,13 @@ pub struct NotReady {
 /// A running instance.
 pub struct Instance {
     api: Arc<InstanceApi>,
+    dialect: Arc<dyn Dialect>,
     api_addr: SocketAddr,
     procs: Mutex<Procs>,
     memory: MemoryGroup,
     logs: Arc<LogRouter>,
     tracker: TaskTracker,
     cancel: CancellationToken,
-    client: crate::engine::PushClient,
-    /// How fnbox reaches the instance's listeners (through its namespace when isolated).
-    connector: fnbox_telemetry::Connector,
     /// The instance's own network namespace; `None` on the host network. Dropped with the
     /// instance; the namespace ends when its last process has ended too.
     netns: Option<Arc<NetNs>>,
@@ -163,7 +177,8 @@ pub struct Instance {
     memory_size_mb: u32,
     concurrency: u32,
     grace: Duration,
-    /// Lambda: the invocation ends when the runtime asks for more work after answering.
+    /// The invocation ends when the runtime asks for more work after answering
+    /// ([`Dialect::invocation_ends_at_next`]).
     waits_for_next: bool,
     started: Instant,
     invocations: std::sync::atomic::AtomicU64,
@@ -249,6 +264,7 @@ impl Instance {
             .expect("bound listener has an address");
 
         let (init_tx, init_rx) = oneshot::channel();
+        let dialect = function.dialect.clone();
         let api = Arc::new(InstanceApi {
             package: package.clone(),
             pod_name: pod_name.clone(),
@@ -257,10 +273,18 @@ impl Instance {
             extensions: ExtensionRegistry::new(
                 package.extensions.iter().map(|e| e.name.clone()).collect(),
             ),
+            client: if netns.is_some() {
+                crate::engine::http_client(connector.clone())
+            } else {
+                engine.client.clone()
+            },
+            connector,
+            tasks: tracker.clone(),
+            cancel: cancel.clone(),
             init_error: Mutex::new(Some(init_tx)),
             state: watch::channel(State::Initializing).0,
         });
-        let router = function.dialect.instance_router(api.clone());
+        let router = dialect.instance_router(api.clone());
         let server_cancel = cancel.clone();
         tracker.spawn(async move {
             let serve = axum::serve(listener, router)
@@ -270,9 +294,11 @@ impl Instance {
             }
         });
 
-        let lambda = config.dialect == PackageDialect::Lambda;
         let logs = LogRouter::new(bus.clone(), pod_name.clone(), engine.config.echo.clone());
-        let logs = Arc::new(if lambda { logs.every_line() } else { logs });
+        let logs = Arc::new(match dialect.log_lines() {
+            LogLines::Every => logs.every_line(),
+            LogLines::Marked => logs,
+        });
         let instance = Instance {
             api,
             api_addr,
@@ -281,18 +307,13 @@ impl Instance {
             logs,
             tracker,
             cancel,
-            client: if netns.is_some() {
-                crate::engine::push_client(connector.clone())
-            } else {
-                engine.client.clone()
-            },
-            connector,
             netns,
             timeout: config.timeout_duration(),
             memory_size_mb: config.memory_size,
             concurrency: config.concurrent_num,
             grace: engine.config.shutdown_grace,
-            waits_for_next: lambda && config.concurrent_num == 1,
+            waits_for_next: dialect.invocation_ends_at_next(config.concurrent_num),
+            dialect,
             started,
             invocations: Default::default(),
             peak_bytes: Default::default(),
@@ -379,22 +400,21 @@ impl Instance {
         let engine = &function.engine;
         let package = &self.api.package;
         let config = &package.config;
-        let env = env::instance_env(package, self.api_addr, engine.config.host_path.as_deref());
-        let ext_env = env::extension_env(&env, config.dialect);
+        let env = env::instance_env(
+            &*self.dialect,
+            package,
+            self.api_addr,
+            engine.config.host_path.as_deref(),
+        );
+        let ext_env = self.dialect.extension_env(&env);
         let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
         let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
 
         for ext in &package.extensions {
-            let (program, args) = match config.dialect {
-                PackageDialect::FunctionGraph => {
-                    ("/bin/bash".into(), vec![ext.path.clone().into()])
-                }
-                // Lambda extensions are executables of their own (like /opt/extensions).
-                PackageDialect::Lambda => (ext.path.clone(), Vec::new()),
-            };
+            let command = self.dialect.extension_command(ext);
             let spec = ProcessSpec {
-                program,
-                args,
+                program: command.program,
+                args: command.args,
                 cwd: package.root.clone(),
                 env: ext_env.clone(),
                 role: Role::Extension(ext.name.clone()),
@@ -436,13 +456,14 @@ impl Instance {
         };
         // In its own namespace the port is free by construction.
         if function.launch.kind == RuntimeKind::HttpServer && self.netns.is_none() {
-            let port = std::net::SocketAddr::from(([127, 0, 0, 1], crate::http_bridge::HTTP_PORT));
-            if std::net::TcpStream::connect_timeout(&port, Duration::from_millis(200)).is_ok() {
+            let port = std::net::SocketAddr::from(([127, 0, 0, 1], crate::launch::HTTP_PORT));
+            let probe = tokio::net::TcpStream::connect(port);
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(200), probe).await {
                 // Without this check the bridge would take a stranger's server for the function.
                 return Err(InitError::new(
                     Status::Failure,
                     "Sandbox.PortInUse",
-                    format!("port {} is already in use by another process; an HTTP function needs it free (one HTTP-function instance at a time)", crate::http_bridge::HTTP_PORT),
+                    format!("port {} is already in use by another process; an HTTP function needs it free (one HTTP-function instance at a time)", crate::launch::HTTP_PORT),
                 ));
             }
         }
@@ -453,16 +474,28 @@ impl Instance {
             })?;
         self.procs.lock().expect("procs lock").runtime = Some(runtime.clone());
         if function.launch.kind == RuntimeKind::HttpServer {
-            // fnbox plays the runtime-API client and forwards each invocation to port 8000.
-            self.tracker.spawn(crate::http_bridge::run(
-                self.api.clone(),
-                self.connector.clone(),
-                self.cancel.clone(),
-            ));
+            // The dialect plays the runtime-API client and forwards each invocation to the
+            // function's server.
+            match self.dialect.runtime_bridge(self.api.clone()) {
+                Some(bridge) => {
+                    self.tracker.spawn(bridge);
+                }
+                None => {
+                    return Err(InitError::new(
+                        Status::Failure,
+                        "Runtime.InvalidEntrypoint",
+                        format!(
+                            "HTTP-server runtimes are not supported in the {} dialect",
+                            self.dialect.name()
+                        ),
+                    ))
+                }
+            }
         }
         let extensions = self.procs.lock().expect("procs lock").extensions.clone();
         let result = async {
             wait_init(
+                &*self.dialect,
                 &runtime,
                 &mut polls,
                 init_rx,
@@ -473,6 +506,7 @@ impl Instance {
             .await?;
             if function.launch.runs_initializer && config.initializer_handler.is_some() {
                 run_initializer(
+                    &*self.dialect,
                     &self.api,
                     &runtime,
                     deadline,
@@ -559,59 +593,6 @@ impl Instance {
         self.procs.lock().expect("procs lock").runtime.clone()
     }
 
-    /// Sends `POST /extension/invoke` to every push extension at once, on the instance's
-    /// tracker; the returned future completes when all answered (errors are logged: an
-    /// unreachable extension does not fail the invocation, a dead one does).
-    fn push_extensions(&self, request_id: &str) -> Option<impl std::future::Future<Output = ()>> {
-        let targets: Vec<_> = self
-            .api
-            .extensions
-            .registered()
-            .into_iter()
-            .filter(|r| matches!(r.target, ExtensionTarget::Push(_)))
-            .collect();
-        if targets.is_empty() {
-            return None;
-        }
-        let body = Bytes::from(
-            serde_json::to_vec(&fnbox_wire::fg::InvokePush {
-                trace_id: request_id.to_string(),
-                invoked_function_urn: self.api.urn(),
-            })
-            .expect("push body serializes"),
-        );
-        let mut handles = Vec::with_capacity(targets.len());
-        for ext in targets {
-            let ExtensionTarget::Push(addr) = ext.target else {
-                continue;
-            };
-            let client = self.client.clone();
-            let body = body.clone();
-            let pod = self.api.pod_name.clone();
-            handles.push(self.tracker.spawn(async move {
-                let req = http::Request::post(format!("http://{addr}{}", fnbox_wire::fg::paths::EXTENSION_INVOKE))
-                    .header(http::header::CONTENT_TYPE, "application/json")
-                    .body(http_body_util::Full::new(body))
-                    .expect("valid push request");
-                match client.request(req).await {
-                    Ok(resp) => {
-                        let status = resp.status();
-                        let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
-                        if !status.is_success() {
-                            tracing::warn!(pod = %pod, extension = %ext.name, %status, "extension answered its invoke push with an error status");
-                        }
-                    }
-                    Err(e) => tracing::warn!(pod = %pod, extension = %ext.name, error = %e, "invoke push to extension failed"),
-                }
-            }));
-        }
-        Some(async move {
-            for h in handles {
-                let _ = h.await;
-            }
-        })
-    }
-
     /// Invocations served so far.
     pub fn invocations(&self) -> u64 {
         self.invocations.load(std::sync::atomic::Ordering::Relaxed)
@@ -656,18 +637,18 @@ impl Instance {
         ok
     }
 
-    /// Runs one invocation (CONTRACT §3 "Invoke"). A fault destroys the instance before this
-    /// returns; a handler error leaves it ready.
+    /// Runs one invocation to its end (CONTRACT §3 "Invoke"). A fault destroys the instance
+    /// before this returns; a handler error leaves it ready.
     pub async fn invoke(&self, req: InvokeRequest) -> Result<InvokeOutcome, NotReady> {
-        self.invoke_with(req, None).await
+        self.invoke_answering(req, AnswerTx::none()).await
     }
 
-    /// [`Instance::invoke`], also sending the result on `early` as soon as it is known, before
-    /// the extensions finished and the report was emitted (the front door answers from it).
-    pub async fn invoke_with(
+    /// [`Instance::invoke`], also delivering the caller's [`Answer`] to `answer` as soon as it
+    /// is known, before the extensions finished and the report was emitted.
+    pub async fn invoke_answering(
         &self,
         req: InvokeRequest,
-        early: Option<oneshot::Sender<InvokeResult>>,
+        answer: AnswerTx,
     ) -> Result<InvokeOutcome, NotReady> {
         if !self.try_begin() {
             return Err(NotReady {
@@ -675,7 +656,7 @@ impl Instance {
                 state: self.state(),
             });
         }
-        Ok(self.run_begun(req, early).await)
+        Ok(self.run_begun(req, answer).await)
     }
 
     /// Takes one of the instance's concurrency slots if it has a free one. A pool calls this
@@ -687,18 +668,42 @@ impl Instance {
         })
     }
 
-    /// Runs an invocation whose slot was taken with [`Instance::try_begin`].
-    pub async fn run_begun(
-        &self,
-        req: InvokeRequest,
-        early: Option<oneshot::Sender<InvokeResult>>,
-    ) -> InvokeOutcome {
+    /// `errorType` of a result, as the dialect reads a handler's error body.
+    fn error_type(&self, result: &InvokeResult) -> Option<String> {
+        match result {
+            InvokeResult::Ok(_) => None,
+            InvokeResult::HandlerError(body) => Some(
+                self.dialect
+                    .error_info(body)
+                    .error_type
+                    .unwrap_or_else(|| "Function.Error".to_string()),
+            ),
+            InvokeResult::Fault(f) => Some(f.error_type().to_string()),
+        }
+    }
+
+    /// The caller's answer as of now.
+    fn answer_now(&self, req: &InvokeRequest, result: &InvokeResult, started: Instant) -> Answer {
+        let peak = self.memory.peak_bytes();
+        Answer {
+            request_id: req.request_id.clone(),
+            result: result.clone(),
+            error_type: self.error_type(result),
+            metrics: ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb),
+            log: self.logs.snapshot(&req.request_id),
+        }
+    }
+
+    /// Runs an invocation whose slot was taken with [`Instance::try_begin`]; `answer` gets the
+    /// caller's answer as soon as it is known (the runtime's response or error; a fault once
+    /// its report is emitted).
+    pub async fn run_begun(&self, req: InvokeRequest, mut answer: AnswerTx) -> InvokeOutcome {
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let bus = &self.api.bus;
         let started = Instant::now();
         let start_wall = Utc::now();
-        let deadline = tokio::time::Instant::from_std(started + self.timeout);
+        let deadline = started + self.timeout;
         let deadline_epoch_ms =
             (start_wall.timestamp_millis().max(0) as u64) + self.timeout.as_millis() as u64;
         bus.publish(Event::Start {
@@ -719,11 +724,9 @@ impl Instance {
             deadline_epoch_ms,
         };
         // Extensions hear about the invocation at the same moment as the runtime.
-        let pushes = self.push_extensions(&req.request_id);
-        let pulls = self
-            .api
-            .extensions
-            .release_invoke(&req.request_id, deadline_epoch_ms);
+        let extensions_done =
+            self.dialect
+                .notify_invoke(&self.api, &req.request_id, deadline_epoch_ms);
         let mut result = match self.api.runtime.submit(work).await {
             Err(_) => InvokeResult::Fault(Fault {
                 kind: FaultKind::RuntimeExit,
@@ -731,28 +734,27 @@ impl Instance {
             }),
             Ok(reply) => self.await_reply(reply, deadline, oom_before).await,
         };
-        let mut early = early;
-        if matches!(result, InvokeResult::Ok(_) | InvokeResult::HandlerError(_))
-            && self.memory.oom_kills() <= oom_before
-        {
-            // The caller gets the runtime's answer at once (CONTRACT §3 step 3); extensions
-            // finishing with the invocation do not delay it.
-            if let Some(early) = early.take() {
-                let _ = early.send(result.clone());
-            }
-        }
         let replied_at = Utc::now();
         let completions = self.api.runtime.completions();
+        if matches!(result, InvokeResult::Ok(_) | InvokeResult::HandlerError(_)) {
+            // Lines the runtime printed before answering belong to its answer's log and
+            // before `runtimeDone`.
+            self.sync_runtime_output().await;
+            if self.memory.oom_kills() <= oom_before {
+                // The caller gets the runtime's answer at once (CONTRACT §3 step 3);
+                // extensions finishing with the invocation do not delay it.
+                answer.send(self.answer_now(&req, &result, started));
+            }
+        }
         let mut next_at = None;
         let runtime_next = self
             .waits_for_next
             .then(|| self.api.runtime.wait_next_after(completions));
-        if let (InvokeResult::Ok(_) | InvokeResult::HandlerError(_), true) = (
-            &result,
-            pushes.is_some() || pulls.is_some() || runtime_next.is_some(),
-        ) {
-            // The invocation ends when every extension answered its push or asked for its next
-            // event, and (Lambda) the runtime asked for more work, within the deadline.
+        if let (InvokeResult::Ok(_) | InvokeResult::HandlerError(_), true) =
+            (&result, extensions_done.is_some() || runtime_next.is_some())
+        {
+            // The invocation ends when every extension is done with it and (Lambda) the
+            // runtime asked for more work, within the deadline.
             let extensions = self.procs.lock().expect("procs lock").extensions.clone();
             let done = async {
                 let next = async {
@@ -763,19 +765,14 @@ impl Instance {
                         None
                     }
                 };
-                let pushes = async {
-                    if let Some(p) = pushes {
-                        p.await
+                let extensions = async {
+                    if let Some(done) = extensions_done {
+                        done.await
                     }
                 };
-                let pulls = async {
-                    if let Some(p) = pulls {
-                        p.await
-                    }
-                };
-                futures::join!(next, pushes, pulls).0
+                futures::join!(next, extensions).0
             };
-            // Lambda: a runtime that exits instead of asking for more work has crashed.
+            // A runtime that exits instead of asking for more work has crashed.
             let runtime_exit = async {
                 match self.runtime() {
                     Some(r) if self.waits_for_next => r.exited().await,
@@ -825,12 +822,9 @@ impl Instance {
             if let Some(runtime) = self.runtime() {
                 runtime.signal_group(Signal::SIGKILL);
             }
+            // What it printed up to the kill.
+            self.sync_runtime_output().await;
         }
-        if let Some(early) = early {
-            let _ = early.send(result.clone());
-        }
-        // Lines the runtime printed before answering belong before `runtimeDone`.
-        self.sync_runtime_output().await;
         let (spans, produced_bytes) = match &result {
             InvokeResult::Ok(body) | InvokeResult::HandlerError(body) => {
                 let ms = |a: chrono::DateTime<Utc>, b: chrono::DateTime<Utc>| {
@@ -860,12 +854,13 @@ impl Instance {
             }
             InvokeResult::Fault(_) => (Vec::new(), None),
         };
+        let error_type = self.error_type(&result);
         bus.publish(Event::RuntimeDone {
             phase: Phase::Invoke,
             time: Utc::now(),
             trace_id: req.request_id.clone(),
             status: result.status(),
-            error_type: result.error_type(),
+            error_type: error_type.clone(),
             spans,
             produced_bytes,
         });
@@ -879,11 +874,22 @@ impl Instance {
             end: Utc::now(),
             trace_id: req.request_id.clone(),
             status: result.status(),
-            error_type: result.error_type(),
+            error_type: error_type.clone(),
             metrics,
             pod_name: self.api.pod_name.clone(),
         });
         let log = self.logs.end(&req.request_id);
+        if answer.is_pending() {
+            // A fault: the caller learns it now, with the report's figures, before the
+            // teardown (which may take the shutdown grace).
+            answer.send(Answer {
+                request_id: req.request_id.clone(),
+                result: result.clone(),
+                error_type: error_type.clone(),
+                metrics,
+                log: log.clone(),
+            });
+        }
         match &result {
             InvokeResult::Fault(_) => self.destroy(fault_reason).await,
             _ => {
@@ -893,6 +899,7 @@ impl Instance {
         InvokeOutcome {
             request_id: req.request_id,
             result,
+            error_type,
             metrics,
             log,
         }
@@ -1047,6 +1054,48 @@ impl Instance {
     }
 }
 
+impl crate::pool::Pooled for Instance {
+    fn state(&self) -> State {
+        Instance::state(self)
+    }
+
+    fn try_begin(&self) -> bool {
+        Instance::try_begin(self)
+    }
+
+    fn can_accept(&self) -> bool {
+        Instance::can_accept(self)
+    }
+
+    fn run_begun(
+        &self,
+        req: InvokeRequest,
+        answer: AnswerTx,
+    ) -> impl std::future::Future<Output = InvokeOutcome> + Send {
+        Instance::run_begun(self, req, answer)
+    }
+
+    fn shutdown(&self) -> impl std::future::Future<Output = ()> + Send {
+        Instance::shutdown(self)
+    }
+
+    fn pod_name(&self) -> &str {
+        Instance::pod_name(self)
+    }
+
+    fn invocations(&self) -> u64 {
+        Instance::invocations(self)
+    }
+
+    fn peak_bytes(&self) -> u64 {
+        Instance::peak_bytes(self)
+    }
+
+    fn age(&self) -> Duration {
+        Instance::age(self)
+    }
+}
+
 impl Drop for Instance {
     fn drop(&mut self) {
         // Last line of defence: no process outlives its instance.
@@ -1114,6 +1163,7 @@ async fn exit_fault(
 
 /// Waits until the runtime first asks for work, or init fails.
 async fn wait_init(
+    dialect: &dyn Dialect,
     runtime: &Supervised,
     polls: &mut watch::Receiver<u64>,
     init_rx: oneshot::Receiver<Bytes>,
@@ -1128,9 +1178,9 @@ async fn wait_init(
         }
         body = init_rx => {
             let body = body.unwrap_or_default();
-            let parsed: fnbox_wire::fg::ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-            let error_type = if parsed.error_type.is_empty() { "Runtime.InitError".to_string() } else { parsed.error_type };
-            let message = if parsed.error_message.is_empty() { String::from_utf8_lossy(&body).into_owned() } else { parsed.error_message };
+            let info = dialect.error_info(&body);
+            let error_type = info.error_type.unwrap_or_else(|| "Runtime.InitError".to_string());
+            let message = info.message.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             let mut err = InitError::new(Status::Error, &error_type, message);
             err.body = Some(body);
             Err(err)
@@ -1142,7 +1192,7 @@ async fn wait_init(
         _ = tokio::time::sleep_until(deadline) => {
             Err(InitError::new(Status::Timeout, "Sandbox.Timedout", match kind {
                 RuntimeKind::RuntimeApi => "init timed out: the runtime never asked for an invocation".to_string(),
-                RuntimeKind::HttpServer => format!("init timed out: bootstrap never accepted connections on 127.0.0.1:{}", crate::http_bridge::HTTP_PORT),
+                RuntimeKind::HttpServer => format!("init timed out: bootstrap never accepted connections on 127.0.0.1:{}", crate::launch::HTTP_PORT),
             }))
         }
     }
@@ -1150,6 +1200,7 @@ async fn wait_init(
 
 /// Hands the initializer to a built-in runtime as its first work item, with its own deadline.
 async fn run_initializer(
+    dialect: &dyn Dialect,
     api: &InstanceApi,
     runtime: &Supervised,
     init_deadline: tokio::time::Instant,
@@ -1174,9 +1225,9 @@ async fn run_initializer(
         r = reply => match r {
             Ok(RuntimeReply::Response(_)) => Ok(()),
             Ok(RuntimeReply::Error(body)) => {
-                let parsed: fnbox_wire::fg::ErrorBody = serde_json::from_slice(&body).unwrap_or_default();
-                let mut err = InitError::new(Status::Error, if parsed.error_type.is_empty() { "Function.InitializerError" } else { &parsed.error_type },
-                    format!("initializer failed: {}", if parsed.error_message.is_empty() { String::from_utf8_lossy(&body).into_owned() } else { parsed.error_message }));
+                let info = dialect.error_info(&body);
+                let mut err = InitError::new(Status::Error, info.error_type.as_deref().unwrap_or("Function.InitializerError"),
+                    format!("initializer failed: {}", info.message.unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned())));
                 err.body = Some(body);
                 Err(err)
             }

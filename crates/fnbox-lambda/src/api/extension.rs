@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
+use crate::env::lambda_region;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use fnbox_engine::instance::env::lambda_region;
 use fnbox_engine::instance::extensions::{
     PullError, PullEvent, PullEvents, RegisterError, Registered, MAX_EXTENSIONS,
 };

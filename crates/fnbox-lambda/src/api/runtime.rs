@@ -16,6 +16,7 @@
 
 use std::sync::Arc;
 
+use crate::env::lambda_region;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +25,6 @@ use axum::Router;
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
 use fnbox_engine::instance::channel::RuntimeReply;
-use fnbox_engine::instance::env::lambda_region;
 use fnbox_engine::InstanceApi;
 use fnbox_wire::lambda::{
     function_arn, headers as h, paths, ErrorBody, HTTP_INTEGRATION_CONTENT_TYPE, RESPONSE_MAX,

@@ -142,7 +142,13 @@ fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Respon
             let (body, func_err) = match result {
                 InvokeResult::Ok(b) => (b.clone(), false),
                 InvokeResult::HandlerError(b) => (b.clone(), true),
-                InvokeResult::Fault(f) => (json(&f.error_body()), true),
+                InvokeResult::Fault(f) => (
+                    json(&fnbox_wire::fg::ErrorBody::new(
+                        f.error_type(),
+                        f.message.clone(),
+                    )),
+                    true,
+                ),
             };
             let (body, content_type) = match version {
                 ResponseVersion::V0 => {

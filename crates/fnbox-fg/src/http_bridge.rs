@@ -57,27 +57,24 @@
 //! accepts. A [`WorkKind::Initializer`] item (which the instance never sends for `http`) is
 //! answered with an empty response.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use fnbox_engine::instance::channel::{RuntimeReply, Work, WorkKind};
+use fnbox_engine::launch::HTTP_PORT;
+use fnbox_engine::InstanceApi;
 use fnbox_telemetry::Connector;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-use crate::instance::channel::{RuntimeReply, Work, WorkKind};
-use crate::instance::InstanceApi;
-
-/// The fixed port of HTTP functions.
-pub const HTTP_PORT: u16 = 8000;
 
 /// How often the port is probed until it accepts.
 const PROBE_INTERVAL: Duration = Duration::from_millis(10);
@@ -111,10 +108,11 @@ const HOP_BY_HOP: [&str; 7] = [
 
 type HttpClient = Client<Connector, Full<Bytes>>;
 
-/// Runs the bridge until `cancel` fires.
-/// `connector` reaches the instance's port 8000 (inside its network namespace when isolated).
-pub(crate) async fn run(api: Arc<InstanceApi>, connector: Connector, cancel: CancellationToken) {
-    let connector = connector.connect_timeout(Some(CONNECT_TIMEOUT));
+/// Runs the bridge until the instance stops. The instance's connector reaches its port 8000
+/// (inside its network namespace when isolated).
+pub async fn run(api: Arc<InstanceApi>) {
+    let cancel = api.cancel.clone();
+    let connector = api.connector.clone().connect_timeout(Some(CONNECT_TIMEOUT));
     if !wait_for_port(&connector, &cancel).await {
         return;
     }
@@ -229,7 +227,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     while let Some(s) = source {
         let text = s.to_string();
         if !out.contains(&text) {
-            let _ = write!(out, ": {text}");
+            out.push_str(": ");
+            out.push_str(&text);
         }
         source = s.source();
     }
@@ -314,7 +313,7 @@ fn build_request(
                 None => (path, None),
             };
             let mut query = inline_query
-                .map(|q| encode_component(&q, QUERY_KEEP))
+                .map(|q| encode_component(&q, QUERY_KEEP, true))
                 .unwrap_or_default();
             match ev.get("queryStringParameters") {
                 None | Some(Value::Null) => {}
@@ -324,9 +323,9 @@ fn build_request(
                             if !query.is_empty() {
                                 query.push('&');
                             }
-                            query.push_str(&encode_component(name, UNRESERVED));
+                            query.push_str(&encode_component(name, UNRESERVED, false));
                             query.push('=');
-                            query.push_str(&encode_component(&v, UNRESERVED));
+                            query.push_str(&encode_component(&v, UNRESERVED, false));
                         }
                     }
                 }
@@ -341,7 +340,7 @@ fn build_request(
             if !path.starts_with('/') {
                 uri.push('/');
             }
-            uri.push_str(&encode_component(&path, PATH_KEEP));
+            uri.push_str(&encode_component(&path, PATH_KEEP, true));
             if !query.is_empty() {
                 uri.push('?');
                 uri.push_str(&query);
@@ -477,29 +476,52 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// Characters kept as they are in a query name or value.
-const UNRESERVED: &[u8] = b"-._~";
-/// Characters kept in a path (sub-delims, `:`, `@`, `/`, and `%` of existing escapes).
-const PATH_KEEP: &[u8] = b"-._~!$&'()*+,;=:@/%";
-/// Characters kept in a query written inside `path`.
-const QUERY_KEEP: &[u8] = b"-._~!$&'()*+,;=:@/?%";
+/// Characters percent-encoded in a query name or value: all but RFC 3986's unreserved.
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+/// Characters percent-encoded in a path: sub-delims, `:`, `@` and `/` are kept.
+const PATH_KEEP: &AsciiSet = &UNRESERVED
+    .remove(b'!')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')')
+    .remove(b'*')
+    .remove(b'+')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'=')
+    .remove(b':')
+    .remove(b'@')
+    .remove(b'/');
+/// Characters percent-encoded in a query written inside `path`: as a path, and `?` is kept.
+const QUERY_KEEP: &AsciiSet = &PATH_KEEP.remove(b'?');
 
-/// Percent-encodes every byte that is not alphanumeric or in `keep`. A `%` in `keep` is kept
-/// only when it starts a valid `%xx` escape.
-fn encode_component(s: &str, keep: &[u8]) -> String {
-    let bytes = s.as_bytes();
-    let mut out = String::with_capacity(bytes.len());
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape_ok = b == b'%'
-            && bytes.len() > i + 2
-            && bytes[i + 1].is_ascii_hexdigit()
-            && bytes[i + 2].is_ascii_hexdigit();
-        if b.is_ascii_alphanumeric() || (keep.contains(&b) && (b != b'%' || escape_ok)) {
-            out.push(b as char);
+/// Percent-encodes `s` with `set`. With `keep_escapes`, a valid `%xx` escape already in `s` is
+/// kept as it is (paths arrive partly encoded); any other `%` is encoded.
+fn encode_component(s: &str, set: &'static AsciiSet, keep_escapes: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('%') {
+        out.extend(utf8_percent_encode(&rest[..i], set));
+        let after = &rest.as_bytes()[i..];
+        if keep_escapes
+            && after.len() >= 3
+            && after[1].is_ascii_hexdigit()
+            && after[2].is_ascii_hexdigit()
+        {
+            out.push_str(&rest[i..i + 3]);
+            rest = &rest[i + 3..];
         } else {
-            let _ = write!(out, "%{b:02X}");
+            out.push_str("%25");
+            rest = &rest[i + 1..];
         }
     }
+    out.extend(utf8_percent_encode(rest, set));
     out
 }
 
@@ -775,10 +797,13 @@ mod tests {
     #[test]
     fn percent_encoding_keeps_valid_escapes() {
         assert_eq!(
-            encode_component("/a%20b/%zz/ü", PATH_KEEP),
+            encode_component("/a%20b/%zz/ü", PATH_KEEP, true),
             "/a%20b/%25zz/%C3%BC"
         );
-        assert_eq!(encode_component("a+b=c", UNRESERVED), "a%2Bb%3Dc");
+        assert_eq!(encode_component("a+b=c", UNRESERVED, false), "a%2Bb%3Dc");
+        assert_eq!(encode_component("50%", UNRESERVED, false), "50%25");
+        assert_eq!(encode_component("%41", UNRESERVED, false), "%2541");
+        assert_eq!(encode_component("a b?c", QUERY_KEEP, true), "a%20b?c");
     }
 
     #[test]
