@@ -234,7 +234,10 @@ impl Instance {
 
         let listener = match &netns {
             // 127.0.0.1:<port> as seen inside the namespace: the runtime's address stays the same.
-            Some(ns) => ns.listen(0).and_then(tokio::net::TcpListener::from_std),
+            Some(ns) => ns
+                .listen(0)
+                .await
+                .and_then(tokio::net::TcpListener::from_std),
             None => tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await,
         }
         .map_err(|e| {
