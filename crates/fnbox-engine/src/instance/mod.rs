@@ -1039,6 +1039,7 @@ impl Instance {
             tracing::debug!(pod = %self.api.pod_name, "processes still running after the grace period: SIGKILL");
         }
         self.kill_all();
+        self.memory.remove().await;
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(2), self.tracker.wait())
