@@ -679,15 +679,16 @@ impl CgroupGroup {
     }
 
     /// Kills what is left and removes the directory, waiting (with async sleeps, at most
-    /// [`RMDIR_TIMEOUT`]) for the killed processes to leave. Idempotent.
-    pub(crate) async fn remove(&self) {
+    /// [`RMDIR_TIMEOUT`]) for the killed processes to leave. Idempotent. Returns whether the
+    /// directory is gone (a failure is already logged).
+    pub(crate) async fn remove(&self) -> bool {
         if self.removed.load(Ordering::SeqCst) {
-            return;
+            return true;
         }
         self.close_and_kill();
-        if remove_group_dir_async(&self.dir, self.version).await {
-            self.removed.store(true, Ordering::SeqCst);
-        }
+        let gone = remove_group_dir_async(&self.dir, self.version).await;
+        self.removed.store(gone, Ordering::SeqCst);
+        gone
     }
 
     /// The drop path: kills what is left and tries `rmdir` once, never sleeping. When the

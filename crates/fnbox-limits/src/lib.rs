@@ -372,14 +372,17 @@ impl MemoryGroup {
     /// the drop do nothing once the directory is gone. In RSS mode it stops sampling and
     /// kills the watched process groups (there is no directory).
     pub async fn remove(&self) {
-        match &self.backend {
+        let gone = match &self.backend {
             Backend::Cgroup(g) => g.remove().await,
             Backend::Rss(s) => {
                 s.close();
                 s.kill_all();
+                true
             }
+        };
+        if gone {
+            tracing::debug!(group = %self.name, "memory group removed");
         }
-        tracing::debug!(group = %self.name, "memory group removed");
     }
 
     /// The limit in bytes, as requested.
