@@ -542,7 +542,8 @@ struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
+        // SAFETY: kill(2) takes no pointers. The pid is our own child's, not reaped yet (only
+        // the try_wait/wait below reap it), so the number cannot belong to another process.
         unsafe {
             libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM);
         }

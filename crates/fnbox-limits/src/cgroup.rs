@@ -25,9 +25,17 @@ pub(crate) const BASE_NAME: &str = "fnbox";
 /// cgroup v2 leaf fnbox moves itself into when its own cgroup must become an inner node.
 pub(crate) const SELF_LEAF: &str = "fnbox-self";
 
-/// How long dropping a group keeps retrying `rmdir` while killed processes finish exiting.
+/// How long removing a group keeps retrying `rmdir` while killed processes finish exiting.
 const RMDIR_TIMEOUT: Duration = Duration::from_secs(2);
+/// Pause between two `rmdir` attempts of the synchronous start-up clean-up.
 const RMDIR_STEP: Duration = Duration::from_millis(10);
+/// First pause between two `rmdir` attempts of the async removal; it doubles up to
+/// [`RMDIR_STEP`]. Killed processes usually leave within a millisecond or two, so starting
+/// small keeps an instance's teardown short without polling hard when one takes longer.
+const RMDIR_FIRST_STEP: Duration = Duration::from_millis(1);
+/// How often a removal that keeps finding the group busy kills its processes again (a process
+/// that was forking while the list was read may have escaped the previous round).
+const RE_KILL_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Version {
@@ -322,8 +330,12 @@ impl CgroupSetup {
     }
 }
 
-/// SIGKILLs every process listed in `<dir>/cgroup.procs` until none is left or a few rounds
-/// have passed (processes may fork while we read the list; a SIGKILLed one no longer can).
+/// SIGKILLs every process listed in `<dir>/cgroup.procs`, re-reading the list until a round
+/// finds nobody new or a few rounds have passed. Never sleeps (it runs on async paths): a
+/// process with a pending SIGKILL can no longer fork (the kernel refuses `fork` with a fatal
+/// signal pending), so the only newcomers a re-read can find are children forked just before
+/// their parent was signalled, and the next round catches those. Whatever still escapes is
+/// killed again by [`remove_group_dir_async`] / [`remove_group_dir`] while they retry.
 pub(crate) fn kill_all(dir: &Path, version: Version) {
     let kill_file = dir.join("cgroup.kill");
     if version == Version::V2 && kill_file.exists() && write(&kill_file, "1").is_ok() {
@@ -339,7 +351,9 @@ pub(crate) fn kill_all(dir: &Path, version: Version) {
         for pid in list.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
             if pid > 1 && killed.insert(pid) {
                 new += 1;
-                // SAFETY: plain syscall; ESRCH for an already gone process is fine.
+                // SAFETY: kill(2) takes no pointers, so it cannot break memory safety. The pid
+                // comes from this group's `cgroup.procs` and pids <= 1 are skipped, so we never
+                // broadcast (-1) or signal init; a pid that exited meanwhile yields ESRCH.
                 unsafe {
                     libc::kill(pid, libc::SIGKILL);
                 }
@@ -348,26 +362,93 @@ pub(crate) fn kill_all(dir: &Path, version: Version) {
         if new == 0 {
             return;
         }
-        thread::sleep(Duration::from_millis(1));
     }
 }
 
-/// `rmdir` with retries while killed processes are still exiting. Returns whether the
-/// directory is gone.
+/// What one `rmdir` of a group directory achieved.
+enum Rmdir {
+    /// The directory is gone (removed now, or already).
+    Gone,
+    /// `EBUSY`: processes (or a child cgroup) are still inside.
+    Busy,
+    /// Any other error; retrying will not help.
+    Failed(io::Error),
+}
+
+fn try_rmdir(dir: &Path) -> Rmdir {
+    match fs::remove_dir(dir) {
+        Ok(()) => Rmdir::Gone,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Rmdir::Gone,
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Rmdir::Busy,
+        Err(e) => Rmdir::Failed(e),
+    }
+}
+
+/// `rmdir` with retries while killed processes are still exiting, for the start-up clean-up
+/// of dead runs ([`CgroupSetup::cleanup_stale`]). Returns whether the directory is gone.
+///
+/// Synchronous on purpose: it sleeps between attempts (at most [`RMDIR_TIMEOUT`]), which is
+/// acceptable once at start-up but never on a tokio worker during serving; instances use
+/// [`remove_group_dir_async`] instead.
 fn remove_group_dir(dir: &Path, version: Version) -> bool {
     let mut waited = Duration::ZERO;
+    let mut since_kill = Duration::ZERO;
     loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return true,
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && waited < RMDIR_TIMEOUT => {
-                if waited.as_millis() % 200 == 0 {
+        match try_rmdir(dir) {
+            Rmdir::Gone => return true,
+            Rmdir::Busy if waited < RMDIR_TIMEOUT => {
+                if since_kill >= RE_KILL_EVERY {
                     kill_all(dir, version);
+                    since_kill = Duration::ZERO;
                 }
                 thread::sleep(RMDIR_STEP);
                 waited += RMDIR_STEP;
+                since_kill += RMDIR_STEP;
             }
-            Err(e) => {
+            Rmdir::Busy => {
+                tracing::warn!(
+                    "cannot remove memory group {}: still busy after {RMDIR_TIMEOUT:?}",
+                    dir.display()
+                );
+                return false;
+            }
+            Rmdir::Failed(e) => {
+                tracing::warn!("cannot remove memory group {}: {e}", dir.display());
+                return false;
+            }
+        }
+    }
+}
+
+/// The async twin of [`remove_group_dir`]: the same bounded retries, but the pauses are
+/// `tokio::time::sleep`s, so a tokio worker is never blocked while killed processes leave the
+/// group. Returns whether the directory is gone.
+pub(crate) async fn remove_group_dir_async(dir: &Path, version: Version) -> bool {
+    let start = tokio::time::Instant::now();
+    let deadline = start + RMDIR_TIMEOUT;
+    let mut next_kill = start + RE_KILL_EVERY;
+    let mut step = RMDIR_FIRST_STEP;
+    loop {
+        match try_rmdir(dir) {
+            Rmdir::Gone => return true,
+            Rmdir::Busy => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    tracing::warn!(
+                        "cannot remove memory group {}: still busy after {RMDIR_TIMEOUT:?}; \
+                         the next start's stale clean-up will retry",
+                        dir.display()
+                    );
+                    return false;
+                }
+                if now >= next_kill {
+                    kill_all(dir, version);
+                    next_kill = now + RE_KILL_EVERY;
+                }
+                tokio::time::sleep(step.min(deadline - now)).await;
+                step = (step * 2).min(RMDIR_STEP);
+            }
+            Rmdir::Failed(e) => {
                 tracing::warn!("cannot remove memory group {}: {e}", dir.display());
                 return false;
             }
@@ -421,6 +502,9 @@ pub(crate) struct CgroupGroup {
     peak: PeakSource,
     /// v1 kernels before 4.13 have no `oom_kill` line in `memory.oom_control`.
     v1_has_oom_kill: bool,
+    /// Set once the directory is gone, so a second removal (or the drop after an awaited
+    /// removal) does nothing.
+    removed: AtomicBool,
 }
 
 impl CgroupGroup {
@@ -493,6 +577,7 @@ impl CgroupGroup {
             procs,
             peak,
             v1_has_oom_kill,
+            removed: AtomicBool::new(false),
         })
     }
 
@@ -585,13 +670,60 @@ impl CgroupGroup {
         kill_all(&self.dir, self.version);
     }
 
-    /// Kills what is left and removes the directory (called from `MemoryGroup::drop`).
-    pub(crate) fn destroy(&self) {
+    /// Stops the sampler for this group and kills every process still in it.
+    fn close_and_kill(&self) {
         if let PeakSource::V2Sampled { state, .. } = &self.peak {
             state.closed.store(true, Ordering::SeqCst);
         }
         self.kill_all();
-        remove_group_dir(&self.dir, self.version);
+    }
+
+    /// Kills what is left and removes the directory, waiting (with async sleeps, at most
+    /// [`RMDIR_TIMEOUT`]) for the killed processes to leave. Idempotent. Returns whether the
+    /// directory is gone (a failure is already logged).
+    pub(crate) async fn remove(&self) -> bool {
+        if self.removed.load(Ordering::SeqCst) {
+            return true;
+        }
+        self.close_and_kill();
+        let gone = remove_group_dir_async(&self.dir, self.version).await;
+        self.removed.store(gone, Ordering::SeqCst);
+        gone
+    }
+
+    /// The drop path: kills what is left and tries `rmdir` once, never sleeping. When the
+    /// group is still busy (killed processes take a moment to leave), the bounded retry goes
+    /// to the current tokio runtime as a task that only sleeps asynchronously, holding
+    /// `keep_alive` (the controller, whose run directory must outlive the group) until it is
+    /// done; without a runtime the directory is left for [`CgroupSetup::cleanup_stale`] of the
+    /// next start.
+    pub(crate) fn destroy<K: Send + 'static>(&self, keep_alive: K) {
+        if self.removed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.close_and_kill();
+        match try_rmdir(&self.dir) {
+            Rmdir::Gone => {
+                self.removed.store(true, Ordering::SeqCst);
+            }
+            Rmdir::Busy => match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    let (dir, version) = (self.dir.clone(), self.version);
+                    handle.spawn(async move {
+                        remove_group_dir_async(&dir, version).await;
+                        drop(keep_alive);
+                    });
+                }
+                Err(_) => tracing::debug!(
+                    "memory group {} still busy when dropped outside a tokio runtime: \
+                     left for the stale clean-up of the next start",
+                    self.dir.display()
+                ),
+            },
+            Rmdir::Failed(e) => {
+                tracing::warn!("cannot remove memory group {}: {e}", self.dir.display());
+            }
+        }
     }
 }
 

@@ -44,7 +44,7 @@
 //!   the v2 path is not exercised by the tests here.
 //! - The kernel's OOM killer picks one victim inside the group (no `memory.oom.group`): the
 //!   engine notices the runtime's SIGKILL, reads [`MemoryGroup::oom_kills`] and tears the whole
-//!   instance down with [`MemoryGroup::kill_all`] / drop.
+//!   instance down with [`MemoryGroup::kill_all`] / [`MemoryGroup::remove`].
 //! - RSS sampling is best effort: allocations between two samples can overshoot the limit
 //!   (the peak may exceed it), pages shared between processes (fork, shared libraries) are
 //!   counted once per process, processes that leave their process group (`setsid`/`setpgid`)
@@ -263,6 +263,10 @@ impl MemoryController {
     /// no longer exists; groups of live runs, including this process's own (even if leaked with
     /// `mem::forget`), are never touched, since another fnbox may be using them. Nothing to do
     /// in RSS mode.
+    ///
+    /// Blocking: after killing a dead run's processes it sleeps between `rmdir` attempts until
+    /// they have left (at most 2 s per group). Meant for start-up, before anything is served;
+    /// from async code call it in `tokio::task::spawn_blocking`.
     pub fn cleanup_stale(&self) -> usize {
         self.inner
             .cgroup
@@ -277,9 +281,14 @@ enum Backend {
     Rss(Arc<RssState>),
 }
 
-/// The memory limit of one instance. Dropping it kills every process still in the group and
-/// removes the cgroup; that waits for the killed processes to leave the cgroup (typically a
-/// few ms, at most 2 s), so async callers may prefer to drop it in `spawn_blocking`.
+/// The memory limit of one instance.
+///
+/// Tear it down with [`remove`](Self::remove) (kill what is left, then wait asynchronously
+/// for the cgroup to empty and remove it). Dropping it also kills every process still in the
+/// group but never waits: it tries `rmdir` once and, when killed processes are still leaving,
+/// hands the bounded retry to the current tokio runtime (or, outside a runtime, leaves the
+/// directory to [`MemoryController::cleanup_stale`] of the next start). So dropping is safe on
+/// a tokio worker, and awaiting `remove` first is how a caller knows the cgroup is gone.
 #[derive(Debug)]
 pub struct MemoryGroup {
     name: String,
@@ -356,6 +365,26 @@ impl MemoryGroup {
         }
     }
 
+    /// Kills every process left in the group and removes the cgroup, waiting (with tokio
+    /// sleeps, never blocking a worker) until the killed processes have left it, at most 2 s;
+    /// after that the failure is logged and the next start's
+    /// [`MemoryController::cleanup_stale`] removes the directory. Idempotent: later calls and
+    /// the drop do nothing once the directory is gone. In RSS mode it stops sampling and
+    /// kills the watched process groups (there is no directory).
+    pub async fn remove(&self) {
+        let gone = match &self.backend {
+            Backend::Cgroup(g) => g.remove().await,
+            Backend::Rss(s) => {
+                s.close();
+                s.kill_all();
+                true
+            }
+        };
+        if gone {
+            tracing::debug!(group = %self.name, "memory group removed");
+        }
+    }
+
     /// The limit in bytes, as requested.
     pub fn limit_bytes(&self) -> u64 {
         self.limit
@@ -376,15 +405,16 @@ impl MemoryGroup {
 }
 
 impl Drop for MemoryGroup {
+    /// Kills what is left without waiting; see [`MemoryGroup`] for where the `rmdir` retry
+    /// goes when the group is still busy.
     fn drop(&mut self) {
         match &self.backend {
-            Backend::Cgroup(g) => g.destroy(),
+            Backend::Cgroup(g) => g.destroy(Arc::clone(&self._controller)),
             Backend::Rss(s) => {
                 s.close();
                 s.kill_all();
             }
         }
-        tracing::debug!(group = %self.name, "memory group removed");
     }
 }
 
@@ -392,15 +422,17 @@ impl Drop for MemoryGroup {
 /// async-signal-safe calls, no allocation.
 fn join_cgroup(procs: &CString) -> io::Result<()> {
     let mut buf = [0u8; 24];
-    // SAFETY: getpid has no preconditions.
+    // SAFETY: getpid(2) takes no arguments, cannot fail and is async-signal-safe.
     let len = parse::format_pid(unsafe { libc::getpid() }, &mut buf);
-    // SAFETY: `procs` is a valid NUL-terminated string.
+    // SAFETY: `procs` is a NUL-terminated C string prepared before the fork that outlives
+    // the call; open(2) only reads it and is async-signal-safe.
     let fd = unsafe { libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     let res = loop {
-        // SAFETY: `buf[..len]` is initialised and `fd` is open.
+        // SAFETY: write(2) reads `len` bytes from `buf`, which `format_pid` initialised
+        // (`len <= buf.len()`); `fd` is the descriptor opened above and still open.
         let n = unsafe { libc::write(fd, buf.as_ptr().cast(), len) };
         if n >= 0 {
             break Ok(());
@@ -410,7 +442,7 @@ fn join_cgroup(procs: &CString) -> io::Result<()> {
             break Err(err);
         }
     };
-    // SAFETY: `fd` was opened above and is closed once.
+    // SAFETY: `fd` was opened above, nothing else owns it, and it is closed exactly once.
     unsafe {
         libc::close(fd);
     }

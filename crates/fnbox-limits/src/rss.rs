@@ -43,11 +43,12 @@ fn start_time_of(pid: i32) -> Option<u64> {
 
 fn killpg(pgid: i32) {
     // Never signal our own group, pgid 0 (= own group) or 1/negative (broadcast semantics).
-    // SAFETY: getpgrp has no preconditions.
+    // SAFETY: getpgrp(2) takes no arguments and cannot fail.
     if pgid <= 1 || pgid == unsafe { libc::getpgrp() } {
         return;
     }
-    // SAFETY: plain syscall; errors (ESRCH: group already gone) are harmless.
+    // SAFETY: killpg(2) takes no pointers. pgid > 1 and is not our own group (checked
+    // above), so it neither broadcasts nor hits fnbox; ESRCH (group already gone) is harmless.
     unsafe {
         libc::killpg(pgid, libc::SIGKILL);
     }
@@ -68,7 +69,7 @@ impl RssState {
     }
 
     pub(crate) fn watch(&self, pgid: i32) {
-        // SAFETY: getpgrp has no preconditions.
+        // SAFETY: getpgrp(2) takes no arguments and cannot fail.
         let own = unsafe { libc::getpgrp() };
         if pgid <= 1 || pgid == own {
             tracing::warn!(group = %self.name, pgid, "refusing to watch this process group (would include fnbox itself)");

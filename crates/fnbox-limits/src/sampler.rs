@@ -47,7 +47,8 @@ pub(crate) struct ProcScan {
 pub(crate) fn page_size() -> u64 {
     static PAGE: OnceLock<u64> = OnceLock::new();
     *PAGE.get_or_init(|| {
-        // SAFETY: sysconf has no preconditions.
+        // SAFETY: sysconf(3) takes no pointers and only reads a configuration value; a
+        // failure is the -1 handled below.
         let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
         if v > 0 {
             v as u64
@@ -154,6 +155,9 @@ impl Sampler {
     fn run(self: Arc<Self>) {
         let mut wanted = HashSet::new();
         loop {
+            // This is the sampler's own dedicated thread, never a tokio worker: sleeping here
+            // is the whole point of the thread (a fixed sampling period), and nothing else
+            // waits on it.
             thread::sleep(SAMPLE_INTERVAL);
             let targets: Vec<Arc<dyn SampleTarget>> = {
                 let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
@@ -188,7 +192,8 @@ mod tests {
 
     #[test]
     fn scan_finds_own_group() {
-        // SAFETY: getpgrp/getpid have no preconditions.
+        // SAFETY: getpgrp(2) and getpid(2) take no arguments, cannot fail and touch no
+        // memory of ours.
         let (pgrp, pid) = unsafe { (libc::getpgrp(), libc::getpid()) };
         let scan = scan_proc(&HashSet::from([pgrp, pid]));
         let usage = scan.groups.get(&pgrp).copied().unwrap_or_default();

@@ -21,7 +21,9 @@ fn spawn_in(group: &MemoryGroup, program: &str, args: &[&str]) -> Child {
         .stdout(Stdio::null())
         .process_group(0);
     let hook = group.pre_exec_hook();
-    // SAFETY: the hook is async-signal-safe (documented by fnbox-limits).
+    // SAFETY: `pre_exec` needs a closure that is async-signal-safe between fork and exec:
+    // fnbox-limits' hook only calls getpid/open/write/close on a path prepared before the
+    // fork, and does not allocate.
     unsafe {
         cmd.pre_exec(hook);
     }
@@ -123,12 +125,16 @@ fn cgroup_peak_is_measured_and_reset() {
     assert!(idle_peak < 20 * MIB, "idle peak {idle_peak}");
 }
 
-#[test]
-fn cgroup_drop_kills_leftovers_and_removes_dir() {
-    let Some(c) = cgroup_or_skip("cgroup_drop_kills_leftovers_and_removes_dir") else {
+/// The teardown the engine awaits: leftovers are killed, and `remove` waits (asynchronously)
+/// until the group can be removed. A child cgroup keeps `rmdir` failing with EBUSY until it is
+/// removed a little later, so the retry path really runs.
+#[tokio::test(flavor = "current_thread")]
+async fn cgroup_remove_kills_leftovers_and_waits_for_the_group_to_empty() {
+    let Some(c) = cgroup_or_skip("cgroup_remove_kills_leftovers_and_waits_for_the_group_to_empty")
+    else {
         return;
     };
-    let g = c.create_group("t-drop", 64 * MIB).unwrap();
+    let g = c.create_group("t-remove", 64 * MIB).unwrap();
     let dir = g.cgroup_path().unwrap().to_path_buf();
     assert!(dir.is_dir());
     let mut child = spawn_in(&g, "sleep", &["100"]);
@@ -138,11 +144,83 @@ fn cgroup_drop_kills_leftovers_and_removes_dir() {
         "{procs}"
     );
     assert!(g.current_bytes() > 0);
+    let held = dir.join("held");
+    std::fs::create_dir(&held).unwrap();
 
-    drop(g);
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            dir.exists(),
+            "removed while a child cgroup was still inside"
+        );
+        std::fs::remove_dir(&held).unwrap();
+    };
+    tokio::join!(g.remove(), release);
     assert!(!dir.exists(), "{} still exists", dir.display());
+    // Idempotent, and the drop after it finds nothing left to do.
+    g.remove().await;
+    drop(g);
     let status = wait_for(&mut child, Duration::from_secs(5));
     assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+/// Dropping a group whose `rmdir` fails with EBUSY returns at once and hands the retry to the
+/// runtime. On this single-threaded runtime nothing else can run during `drop`: a drop that
+/// waited for the group to empty would give up (the child cgroup is still there), and then
+/// nobody would remove the directory afterwards.
+#[tokio::test(flavor = "current_thread")]
+async fn cgroup_drop_of_a_busy_group_hands_removal_to_the_runtime() {
+    let Some(c) = cgroup_or_skip("cgroup_drop_of_a_busy_group_hands_removal_to_the_runtime") else {
+        return;
+    };
+    let g = c.create_group("t-drop-busy", 64 * MIB).unwrap();
+    let dir = g.cgroup_path().unwrap().to_path_buf();
+    let mut child = spawn_in(&g, "sleep", &["100"]);
+    let held = dir.join("held");
+    std::fs::create_dir(&held).unwrap();
+
+    drop(g);
+    assert!(
+        dir.exists(),
+        "the group cannot be gone while a child cgroup is inside"
+    );
+    std::fs::remove_dir(&held).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while dir.exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} was not removed by the handed-off task",
+            dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let status = wait_for(&mut child, Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+/// Outside a runtime the drop still kills what is left, and removes the group when it is
+/// already empty; a group still busy at that moment is left for the next start's clean-up.
+#[test]
+fn cgroup_drop_outside_a_runtime_kills_leftovers() {
+    let Some(c) = cgroup_or_skip("cgroup_drop_outside_a_runtime_kills_leftovers") else {
+        return;
+    };
+    let g = c.create_group("t-drop", 64 * MIB).unwrap();
+    let dir = g.cgroup_path().unwrap().to_path_buf();
+    let mut child = spawn_in(&g, "sleep", &["100"]);
+    drop(g);
+    let status = wait_for(&mut child, Duration::from_secs(5));
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    // The one rmdir may have raced the exiting child: remove what it left so that this
+    // test leaves nothing behind (the directory must be removable now that it is empty).
+    if dir.exists() {
+        std::fs::remove_dir(&dir).unwrap();
+    }
+
+    let empty = c.create_group("t-drop-empty", 64 * MIB).unwrap();
+    let dir = empty.cgroup_path().unwrap().to_path_buf();
+    drop(empty);
+    assert!(!dir.exists(), "{} still exists", dir.display());
 }
 
 #[test]

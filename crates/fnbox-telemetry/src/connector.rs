@@ -17,9 +17,13 @@ use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
 
+/// The future a [`SocketFactory`] returns.
+pub type SocketFuture = Pin<Box<dyn Future<Output = io::Result<OwnedFd>> + Send>>;
+
 /// Creates an unconnected IPv4 TCP socket (`socket(AF_INET, SOCK_STREAM)`), e.g. inside a
-/// network namespace. Called on a Tokio worker; it must not block for long.
-pub type SocketFactory = Arc<dyn Fn() -> io::Result<OwnedFd> + Send + Sync>;
+/// network namespace. Asynchronous because such a socket comes from another thread (the one
+/// inside the namespace): the connector awaits the answer instead of parking a tokio worker.
+pub type SocketFactory = Arc<dyn Fn() -> SocketFuture + Send + Sync>;
 
 /// `tower_service::Service<Uri>` for hyper-util's legacy client: resolves IP literals and
 /// `localhost` only when a factory is set (a namespace has nothing but loopback).
@@ -68,7 +72,7 @@ impl Connector {
         let attempt = async {
             let stream = match &self.factory {
                 Some(factory) => {
-                    let fd = factory()?;
+                    let fd = factory().await?;
                     let socket =
                         tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
                     socket.connect(addr).await?
@@ -147,14 +151,17 @@ mod tests {
 
         let made = Arc::new(AtomicUsize::new(0));
         let counter = made.clone();
-        let factory: SocketFactory = Arc::new(move || {
+        let factory: SocketFactory = Arc::new(move || -> SocketFuture {
             counter.fetch_add(1, Ordering::SeqCst);
-            let socket = tokio::net::TcpSocket::new_v4()?;
-            // SAFETY: into_raw_fd hands over ownership of a valid descriptor.
-            Ok(unsafe {
-                <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
-                    std::os::fd::IntoRawFd::into_raw_fd(socket),
-                )
+            Box::pin(async {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                // SAFETY: `into_raw_fd` gives up the socket's ownership of a valid, open
+                // descriptor, so the new `OwnedFd` is its only owner (closed exactly once).
+                Ok(unsafe {
+                    <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(
+                        std::os::fd::IntoRawFd::into_raw_fd(socket),
+                    )
+                })
             })
         });
         let client =
@@ -173,7 +180,8 @@ mod tests {
 
     #[tokio::test]
     async fn names_other_than_localhost_are_refused_inside_a_namespace() {
-        let factory: SocketFactory = Arc::new(|| Err(io::Error::other("unused")));
+        let factory: SocketFactory =
+            Arc::new(|| -> SocketFuture { Box::pin(async { Err(io::Error::other("unused")) }) });
         let err = Connector::with_factory(factory)
             .connect_uri("http://example.com:80/".parse().unwrap())
             .await

@@ -45,7 +45,8 @@ impl Serve {
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(fnbox);
         // If the test process dies, fnbox serve gets SIGTERM and cleans up after itself.
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        // SAFETY: `pre_exec` needs a closure that is async-signal-safe between fork and
+        // exec: this one only makes the prctl(PR_SET_PDEATHSIG) syscall and allocates nothing.
         unsafe {
             cmd.pre_exec(|| {
                 nix::sys::prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)

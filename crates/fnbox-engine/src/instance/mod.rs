@@ -249,7 +249,10 @@ impl Instance {
 
         let listener = match &netns {
             // 127.0.0.1:<port> as seen inside the namespace: the runtime's address stays the same.
-            Some(ns) => ns.listen(0).and_then(tokio::net::TcpListener::from_std),
+            Some(ns) => ns
+                .listen(0)
+                .await
+                .and_then(tokio::net::TcpListener::from_std),
             None => tokio::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await,
         }
         .map_err(|e| {
@@ -1043,6 +1046,7 @@ impl Instance {
             tracing::debug!(pod = %self.api.pod_name, "processes still running after the grace period: SIGKILL");
         }
         self.kill_all();
+        self.memory.remove().await;
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(2), self.tracker.wait())
