@@ -15,13 +15,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine as _;
 use bytes::Bytes;
+use fnbox_engine::http_util::{header, read_body, Oversize};
 use fnbox_engine::{FaultKind, InvokeResult};
 use fnbox_wire::front::{headers, paths, values, V1Response, LOG_TAIL_BYTES};
 use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::{json, Fg, FrontError};
-use super::{header_str, read_body, AppState};
+use super::AppState;
 use crate::invoke::{invoke, tail, Completed};
 use crate::registry::Served;
 use crate::urn::parse_fg_urn;
@@ -49,7 +50,7 @@ enum ResponseVersion {
 
 impl ResponseVersion {
     fn from_headers(h: &HeaderMap) -> Result<Self, FrontError> {
-        match header_str(h, headers::REQUEST_VERSION) {
+        match header(h, headers::REQUEST_VERSION) {
             None => Ok(Self::V0),
             Some(v) if v.eq_ignore_ascii_case(values::VERSION_V0) => Ok(Self::V0),
             Some(v) if v.eq_ignore_ascii_case(values::VERSION_V1) => Ok(Self::V1),
@@ -69,7 +70,7 @@ impl ResponseVersion {
 }
 
 fn wants_tail(h: &HeaderMap) -> bool {
-    header_str(h, headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(values::LOG_TYPE_TAIL))
+    header(h, headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(values::LOG_TYPE_TAIL))
 }
 
 fn resolve(
@@ -94,7 +95,9 @@ async fn invoke_sync(
     let served = resolve(&state, path)?;
     let version = ResponseVersion::from_headers(&headers)?;
     let want_tail = wants_tail(&headers);
-    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    let mut event = read_body(body, &headers, SYNC_PAYLOAD_MAX, Oversize::RefuseEarly)
+        .await
+        .map_err(FrontError::from)?;
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }

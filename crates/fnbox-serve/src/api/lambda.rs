@@ -19,6 +19,7 @@ use axum::routing::post;
 use axum::Router;
 use base64::Engine as _;
 use bytes::Bytes;
+use fnbox_engine::http_util::{header, read_body, Oversize};
 use fnbox_engine::{FaultKind, InvokeResult};
 use fnbox_wire::fg::ErrorBody;
 use fnbox_wire::front::{lambda_headers, lambda_values, paths, LOG_TAIL_BYTES};
@@ -26,7 +27,7 @@ use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::{json, FrontError, Lambda};
-use super::{header_str, read_body, AppState};
+use super::AppState;
 use crate::invoke::{invoke, tail, Completed};
 use crate::urn::parse_lambda_name;
 
@@ -43,7 +44,7 @@ enum InvocationType {
 }
 
 fn invocation_type(h: &HeaderMap) -> Result<InvocationType, FrontError> {
-    match header_str(h, lambda_headers::INVOCATION_TYPE) {
+    match header(h, lambda_headers::INVOCATION_TYPE) {
         None => Ok(InvocationType::RequestResponse),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::REQUEST_RESPONSE) => {
             Ok(InvocationType::RequestResponse)
@@ -57,7 +58,7 @@ fn invocation_type(h: &HeaderMap) -> Result<InvocationType, FrontError> {
 }
 
 fn wants_tail(h: &HeaderMap) -> Result<bool, FrontError> {
-    match header_str(h, lambda_headers::LOG_TYPE) {
+    match header(h, lambda_headers::LOG_TYPE) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_NONE) => Ok(false),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_TAIL) => Ok(true),
@@ -94,7 +95,9 @@ async fn invoke_function(
     if kind == InvocationType::Event {
         return Ok(super::async_invoke::enqueue_lambda(&state, &served, &headers, body).await?);
     }
-    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    let mut event = read_body(body, &headers, SYNC_PAYLOAD_MAX, Oversize::RefuseEarly)
+        .await
+        .map_err(FrontError::from)?;
     if kind == InvocationType::DryRun {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         if let Ok(v) = HeaderValue::from_str(&fnbox_engine::invocation::new_request_id()) {
