@@ -7,6 +7,7 @@
 //! - [`admin`]: health and listings.
 //! - [`async_invoke`]: asynchronous invocations (enqueue, status, list).
 //! - [`error`]: [`error::FrontError`] and the one mapping to HTTP per dialect shape.
+//! - `render`: what the two result renderers share (status, headers, log tail).
 //!
 //! Every route sits behind the token check when a token is set (CONTRACT §6): a refusal is
 //! answered in the shape of the route's API.
@@ -22,6 +23,7 @@ pub mod async_invoke;
 pub mod error;
 pub mod fg;
 pub mod lambda;
+mod render;
 
 use std::sync::{Arc, OnceLock};
 
