@@ -15,6 +15,7 @@
 
 pub mod dialect;
 pub mod engine;
+pub mod http_util;
 pub mod instance;
 pub mod invocation;
 pub mod launch;

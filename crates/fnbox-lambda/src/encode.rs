@@ -24,8 +24,11 @@ use chrono::{DateTime, Utc};
 use fnbox_engine::telemetry::{rfc3339, Event, Phase, ReportMetrics, Span, Status};
 use fnbox_engine::InstanceApi;
 use fnbox_telemetry::DroppedRecords;
+use fnbox_wire::lambda::telemetry::{
+    self as record, DurationMetrics, Identity, InitReport, InitRuntimeDone, InitStart, LogLine,
+    Outcome, Record, RuntimeDoneMetrics,
+};
 use fnbox_wire::lambda::{Tracing, FUNCTION_VERSION};
-use serde_json::{json, Map, Value};
 
 use crate::trace::trace_header;
 
@@ -79,6 +82,15 @@ impl EncoderContext {
                 .is_some_and(|f| f.eq_ignore_ascii_case("json")),
         }
     }
+
+    fn identity(&self) -> Identity<'_> {
+        Identity {
+            function_name: &self.function_name,
+            function_version: FUNCTION_VERSION,
+            instance_id: &self.instance_id,
+            instance_max_memory: self.memory_size_mb,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -99,37 +111,43 @@ fn ms3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn spans(spans: &[Span]) -> Value {
-    Value::Array(
-        spans
-            .iter()
-            .map(|s| json!({"name": s.name, "start": rfc3339(s.start), "durationMs": ms3(s.duration_ms)}))
-            .collect(),
+fn spans(spans: &[Span]) -> Vec<record::Span<'_>> {
+    spans
+        .iter()
+        .map(|s| record::Span {
+            duration_ms: ms3(s.duration_ms),
+            name: s.name,
+            start: rfc3339(s.start),
+        })
+        .collect()
+}
+
+fn tracing_for(request_id: &str, start: DateTime<Utc>) -> Tracing {
+    Tracing::amzn(trace_header(request_id, start.timestamp().max(0) as u64))
+}
+
+fn outcome<'a>(status: Status, error_type: &'a Option<String>) -> Outcome<'a> {
+    Outcome::new(status.as_str(), error_type.as_deref())
+}
+
+/// Serializes one event. The buffer is sized for the record plus the envelope, so a log line
+/// (the per-line hot path) is written without regrowing.
+fn wrap(time: DateTime<Utc>, record: Record<'_>, hint: usize) -> Option<Bytes> {
+    let time = rfc3339(time);
+    let mut out = Vec::with_capacity(96 + hint + hint / 8);
+    serde_json::to_writer(
+        &mut out,
+        &record::Event {
+            time: &time,
+            record,
+        },
     )
+    .ok()?;
+    Some(Bytes::from(out))
 }
 
-fn tracing_for(request_id: &str, start: DateTime<Utc>) -> Value {
-    serde_json::to_value(Tracing::amzn(trace_header(
-        request_id,
-        start.timestamp().max(0) as u64,
-    )))
-    .expect("tracing serializes")
-}
-
-fn status_fields(record: &mut Map<String, Value>, status: Status, error_type: &Option<String>) {
-    record.insert("status".into(), status.as_str().into());
-    if status != Status::Success {
-        if let Some(t) = error_type {
-            record.insert("errorType".into(), t.clone().into());
-        }
-    }
-}
-
-fn wrap(time: DateTime<Utc>, kind: &str, record: Value) -> Option<Bytes> {
-    serde_json::to_vec(&json!({"time": rfc3339(time), "type": kind, "record": record}))
-        .ok()
-        .map(Bytes::from)
-}
+/// Room for a platform record's fields beyond the envelope.
+const PLATFORM_HINT: usize = 256;
 
 impl Encoder {
     /// An encoder for one subscriber.
@@ -154,16 +172,12 @@ impl Encoder {
                 time,
                 ..
             } => {
-                let mut r = Map::new();
-                r.insert("initializationType".into(), "on-demand".into());
-                r.insert("phase".into(), "init".into());
-                if newer {
-                    r.insert("functionName".into(), self.ctx.function_name.clone().into());
-                    r.insert("functionVersion".into(), FUNCTION_VERSION.into());
-                    r.insert("instanceId".into(), self.ctx.instance_id.clone().into());
-                    r.insert("instanceMaxMemory".into(), self.ctx.memory_size_mb.into());
-                }
-                wrap(*time, "platform.initStart", Value::Object(r))
+                let identity = newer.then(|| self.ctx.identity());
+                wrap(
+                    *time,
+                    Record::InitStart(InitStart::new(identity)),
+                    PLATFORM_HINT,
+                )
             }
             Event::Start {
                 phase: Phase::Invoke,
@@ -171,11 +185,12 @@ impl Encoder {
                 trace_id,
             } => {
                 self.state().starts.insert(trace_id.clone(), *time);
-                wrap(
-                    *time,
-                    "platform.start",
-                    json!({"requestId": trace_id, "version": FUNCTION_VERSION, "tracing": tracing_for(trace_id, *time)}),
-                )
+                let start = record::Start {
+                    request_id: trace_id,
+                    tracing: tracing_for(trace_id, *time),
+                    version: FUNCTION_VERSION,
+                };
+                wrap(*time, Record::Start(start), PLATFORM_HINT)
             }
             Event::Start {
                 phase: Phase::Restore,
@@ -184,9 +199,8 @@ impl Encoder {
             } => newer.then(|| {
                 wrap(
                     *time,
-                    "platform.restoreStart",
-                    json!({"functionName": self.ctx.function_name, "functionVersion": FUNCTION_VERSION,
-                        "instanceId": self.ctx.instance_id, "instanceMaxMemory": self.ctx.memory_size_mb}),
+                    Record::RestoreStart(self.ctx.identity().into()),
+                    PLATFORM_HINT,
                 )
             })?,
             Event::RuntimeDone {
@@ -198,40 +212,32 @@ impl Encoder {
                 spans: s,
                 produced_bytes,
             } => {
-                let mut r = Map::new();
-                let kind = match phase {
-                    Phase::Init => {
-                        r.insert("initializationType".into(), "on-demand".into());
-                        r.insert("phase".into(), "init".into());
-                        "platform.initRuntimeDone"
-                    }
+                let outcome = outcome(*status, error_type);
+                let record = match phase {
+                    Phase::Init => Record::InitRuntimeDone(InitRuntimeDone::new(outcome)),
                     Phase::Invoke => {
-                        r.insert("requestId".into(), trace_id.clone().into());
-                        "platform.runtimeDone"
+                        let start = self.state().starts.get(trace_id).copied();
+                        let metrics = start.map(|start| {
+                            let d = (*time - start).num_microseconds().unwrap_or(0).max(0) as f64
+                                / 1000.0;
+                            RuntimeDoneMetrics {
+                                duration_ms: ms3(d),
+                                produced_bytes: *produced_bytes,
+                            }
+                        });
+                        Record::RuntimeDone(record::RuntimeDone {
+                            error_type: outcome.error_type,
+                            metrics,
+                            request_id: trace_id,
+                            spans: spans(s),
+                            status: outcome.status,
+                            tracing: start.map(|start| tracing_for(trace_id, start)),
+                        })
                     }
-                    Phase::Restore if newer => "platform.restoreRuntimeDone",
+                    Phase::Restore if newer => Record::RestoreRuntimeDone(outcome),
                     Phase::Restore => return None,
                 };
-                status_fields(&mut r, *status, error_type);
-                if *phase == Phase::Invoke {
-                    let start = self.state().starts.get(trace_id).copied();
-                    if let Some(start) = start {
-                        let mut m = Map::new();
-                        let d = (*time - start).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0;
-                        m.insert("durationMs".into(), ms3(d).into());
-                        if let Some(b) = produced_bytes {
-                            m.insert("producedBytes".into(), (*b).into());
-                        }
-                        r.insert("metrics".into(), Value::Object(m));
-                    }
-                    if !s.is_empty() {
-                        r.insert("spans".into(), spans(s));
-                    }
-                    if let Some(start) = start {
-                        r.insert("tracing".into(), tracing_for(trace_id, start));
-                    }
-                }
-                wrap(*time, kind, Value::Object(r))
+                wrap(*time, record, PLATFORM_HINT)
             }
             Event::Report {
                 phase,
@@ -241,22 +247,37 @@ impl Encoder {
                 error_type,
                 metrics,
                 ..
-            } => self.report(*phase, *end, trace_id, *status, error_type, metrics),
-            Event::Function { time, line } => wrap(*time, "function", self.log_record(line)),
-            Event::Extension { time, line, .. } => wrap(*time, "extension", self.log_record(line)),
+            } => self.report(
+                *phase,
+                *end,
+                trace_id,
+                outcome(*status, error_type),
+                metrics,
+            ),
+            Event::Function { time, line } => {
+                wrap(*time, Record::Function(self.log_record(line)), line.len())
+            }
+            Event::Extension { time, line, .. } => wrap(
+                *time,
+                Record::ExtensionLog(self.log_record(line)),
+                line.len(),
+            ),
             Event::ExtensionState {
                 time,
                 name,
                 state,
                 events,
                 error_type,
-            } => {
-                let mut r = json!({"name": name, "state": state, "events": events});
-                if let Some(t) = error_type {
-                    r["errorType"] = t.clone().into();
-                }
-                wrap(*time, "platform.extension", r)
-            }
+            } => wrap(
+                *time,
+                Record::Extension(record::ExtensionState {
+                    error_type: error_type.as_deref(),
+                    events,
+                    name,
+                    state,
+                }),
+                PLATFORM_HINT,
+            ),
             Event::Subscription {
                 time,
                 name,
@@ -264,8 +285,8 @@ impl Encoder {
                 types,
             } => wrap(
                 *time,
-                "platform.telemetrySubscription",
-                json!({"name": name, "state": state, "types": types}),
+                Record::TelemetrySubscription(record::Subscription { name, state, types }),
+                PLATFORM_HINT,
             ),
         }
     }
@@ -275,77 +296,78 @@ impl Encoder {
         phase: Phase,
         end: DateTime<Utc>,
         request_id: &str,
-        status: Status,
-        error_type: &Option<String>,
+        outcome: Outcome<'_>,
         m: &ReportMetrics,
     ) -> Option<Bytes> {
         let newer = self.schema >= Schema::V2022_12_13;
-        let mut r = Map::new();
-        match phase {
+        let record = match phase {
             Phase::Init => {
                 self.state().init_duration_ms = Some(ms3(m.duration_ms));
-                r.insert("initializationType".into(), "on-demand".into());
-                r.insert("phase".into(), "init".into());
-                r.insert("metrics".into(), json!({"durationMs": ms3(m.duration_ms)}));
-                if newer {
-                    status_fields(&mut r, status, error_type);
-                }
-                wrap(end, "platform.initReport", Value::Object(r))
+                Record::InitReport(InitReport::new(
+                    ms3(m.duration_ms),
+                    newer.then_some(outcome),
+                ))
             }
             Phase::Invoke => {
                 let (init, start) = {
                     let mut st = self.state();
                     (st.init_duration_ms.take(), st.starts.remove(request_id))
                 };
-                r.insert("requestId".into(), request_id.into());
-                status_fields(&mut r, status, error_type);
-                let mut metrics = json!({
-                    "durationMs": ms3(m.duration_ms),
-                    "billedDurationMs": m.billed_duration_ms,
-                    "memorySizeMB": m.memory_size_mb,
-                    "maxMemoryUsedMB": (m.memory_used_mb.ceil() as u64).max(1),
-                });
-                if let Some(init) = init {
-                    metrics["initDurationMs"] = init.into();
-                }
-                r.insert("metrics".into(), metrics);
-                if let Some(start) = start {
-                    r.insert("tracing".into(), tracing_for(request_id, start));
-                }
-                wrap(end, "platform.report", Value::Object(r))
+                Record::Report(record::Report {
+                    error_type: outcome.error_type,
+                    metrics: record::ReportMetrics {
+                        billed_duration_ms: m.billed_duration_ms,
+                        duration_ms: ms3(m.duration_ms),
+                        init_duration_ms: init,
+                        max_memory_used_mb: (m.memory_used_mb.ceil() as u64).max(1),
+                        memory_size_mb: m.memory_size_mb,
+                    },
+                    request_id,
+                    status: outcome.status,
+                    tracing: start.map(|start| tracing_for(request_id, start)),
+                })
             }
-            Phase::Restore if newer => {
-                status_fields(&mut r, status, error_type);
-                r.insert("metrics".into(), json!({"durationMs": ms3(m.duration_ms)}));
-                wrap(end, "platform.restoreReport", Value::Object(r))
-            }
-            Phase::Restore => None,
-        }
+            Phase::Restore if newer => Record::RestoreReport(record::RestoreReport {
+                error_type: outcome.error_type,
+                metrics: DurationMetrics {
+                    duration_ms: ms3(m.duration_ms),
+                },
+                status: outcome.status,
+            }),
+            Phase::Restore => return None,
+        };
+        wrap(end, record, PLATFORM_HINT)
     }
 
-    fn log_record(&self, line: &str) -> Value {
-        if self.ctx.json_logs && self.schema >= Schema::V2022_12_13 {
-            if let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(line) {
-                return v;
+    /// The line as text, or (JSON log format, schema ≥ 2022-12-13) as the object it is. Only a
+    /// line that starts like an object is parsed: text lines never pay for a parse attempt.
+    fn log_record<'a>(&self, line: &'a str) -> LogLine<'a> {
+        if self.ctx.json_logs
+            && self.schema >= Schema::V2022_12_13
+            && line.trim_start().starts_with('{')
+        {
+            if let Ok(object) = serde_json::from_str(line) {
+                return LogLine::Json(object);
             }
         }
-        Value::String(line.to_string())
+        LogLine::Text(line)
     }
 }
 
 /// Encodes `platform.logsDropped`.
 pub fn dropped(d: DroppedRecords) -> Bytes {
-    wrap(
-        Utc::now(),
-        "platform.logsDropped",
-        json!({"reason": d.reason, "droppedRecords": d.records, "droppedBytes": d.bytes}),
-    )
-    .expect("logsDropped serializes")
+    let record = Record::LogsDropped(record::LogsDropped {
+        dropped_bytes: d.bytes,
+        dropped_records: d.records,
+        reason: &d.reason,
+    });
+    wrap(Utc::now(), record, PLATFORM_HINT).expect("logsDropped serializes")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::{json, Value};
     use std::time::Duration;
 
     fn t(ms: i64) -> DateTime<Utc> {
@@ -510,6 +532,44 @@ mod tests {
             );
             let report = enc(&e, &evs[3]).unwrap();
             assert_eq!(report["record"]["status"], "success");
+        }
+    }
+
+    /// The exact bytes of a cold start, per schema: the typed records must write what the
+    /// `serde_json::Value` encoder they replaced wrote (keys in alphabetical order, integers as
+    /// integers), so subscribers that compare or log raw bytes see no change.
+    #[test]
+    fn cold_start_bytes_are_exact() {
+        const TRACING: &str = r#""tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-63d9ac66-8476a536e9f411e897392dfe;Parent=97392dfe598c3fcd;Sampled=0"}"#;
+        let shared = |init_start: &str, init_report_status: &str| {
+            [
+                format!(r#"{{"record":{init_start},"time":"2023-02-01T00:03:50.000Z","type":"platform.initStart"}}"#),
+                r#"{"record":{"initializationType":"on-demand","phase":"init","status":"success"},"time":"2023-02-01T00:03:50.050Z","type":"platform.initRuntimeDone"}"#.to_string(),
+                r#"{"record":{"events":["INVOKE","SHUTDOWN"],"name":"ext","state":"Ready"},"time":"2023-02-01T00:03:50.051Z","type":"platform.extension"}"#.to_string(),
+                format!(r#"{{"record":{{"initializationType":"on-demand","metrics":{{"durationMs":52.123}},"phase":"init"{init_report_status}}},"time":"2023-02-01T00:03:50.052Z","type":"platform.initReport"}}"#),
+                format!(r#"{{"record":{{"requestId":"{RID}",{TRACING},"version":"$LATEST"}},"time":"2023-02-01T00:03:50.100Z","type":"platform.start"}}"#),
+                r#"{"record":"hello","time":"2023-02-01T00:03:50.101Z","type":"function"}"#.to_string(),
+                format!(r#"{{"record":{{"metrics":{{"durationMs":11.0,"producedBytes":5}},"requestId":"{RID}","spans":[{{"durationMs":10.5,"name":"responseLatency","start":"2023-02-01T00:03:50.100Z"}}],"status":"success",{TRACING}}},"time":"2023-02-01T00:03:50.111Z","type":"platform.runtimeDone"}}"#),
+                format!(r#"{{"record":{{"metrics":{{"billedDurationMs":11,"durationMs":10.6,"initDurationMs":52.123,"maxMemoryUsedMB":24,"memorySizeMB":128}},"requestId":"{RID}","status":"success",{TRACING}}},"time":"2023-02-01T00:03:50.112Z","type":"platform.report"}}"#),
+            ]
+        };
+        let old = shared(r#"{"initializationType":"on-demand","phase":"init"}"#, "");
+        let newer = shared(
+            r#"{"functionName":"fn1","functionVersion":"$LATEST","initializationType":"on-demand","instanceId":"fn1-128-abcd1234","instanceMaxMemory":128,"phase":"init"}"#,
+            r#","status":"success""#,
+        );
+        for (schema, want) in [
+            (Schema::V2022_07_01, &old),
+            (Schema::V2022_12_13, &newer),
+            (Schema::V2025_01_29, &newer),
+        ] {
+            let e = Encoder::new(schema, ctx(false));
+            let got: Vec<String> = cold_start()
+                .iter()
+                .filter_map(|ev| e.encode(ev))
+                .map(|b| String::from_utf8(b.to_vec()).unwrap())
+                .collect();
+            assert_eq!(&got[..], &want[..], "{schema:?}");
         }
     }
 

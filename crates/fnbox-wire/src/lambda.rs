@@ -245,6 +245,444 @@ pub struct Destination {
     pub port: Option<u64>,
 }
 
+/// Telemetry API records (lambda-facts §3.3–3.4): the `{"time","type","record"}` events
+/// fnbox delivers to Lambda subscribers, one type per record.
+///
+/// # Design
+/// - **Borrowed, not built.** Records borrow their strings from the engine's event and the
+///   encoder's context, and serialize straight into the output buffer: no intermediate
+///   `serde_json::Value` tree, no key strings allocated per record.
+/// - **Same bytes as before.** Fields are declared (and the envelope written) in alphabetical
+///   order, which is the order the encoder wrote when it built `serde_json::Map`s (sorted
+///   maps, as the workspace does not enable `preserve_order`). Subscribers that compare raw
+///   bytes, or log them, see no change; JSON clients do not care.
+/// - **Optional means absent.** An `Option` field that is `None` is left out, never `null`:
+///   lambda-extension's model has no `null` for them.
+/// - **Integers stay integers** (`billedDurationMs`, `memorySizeMB`, `maxMemoryUsedMB`,
+///   `producedBytes`, `droppedRecords`, `droppedBytes`, `instanceMaxMemory`): `u64`/`u32`
+///   fields, because lambda-extension rejects `694.0` where it expects `u64`.
+pub mod telemetry {
+    use serde::ser::SerializeStruct;
+    use serde::{Serialize, Serializer};
+
+    use super::Tracing;
+
+    /// One delivered event: `{"record", "time", "type"}`, `type` taken from the record.
+    #[derive(Clone, Debug, PartialEq)]
+    pub struct Event<'a> {
+        /// RFC 3339 UTC with milliseconds, e.g. `2023-02-01T00:03:50.000Z`.
+        pub time: &'a str,
+        /// The record; its variant names the event `type`.
+        pub record: Record<'a>,
+    }
+
+    impl Serialize for Event<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut s = serializer.serialize_struct("Event", 3)?;
+            s.serialize_field("record", &self.record)?;
+            s.serialize_field("time", self.time)?;
+            s.serialize_field("type", self.record.kind())?;
+            s.end()
+        }
+    }
+
+    /// The record of an event, one variant per Telemetry API `type`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(untagged)]
+    pub enum Record<'a> {
+        /// `platform.initStart`.
+        InitStart(InitStart<'a>),
+        /// `platform.initRuntimeDone`.
+        InitRuntimeDone(InitRuntimeDone<'a>),
+        /// `platform.initReport`.
+        InitReport(InitReport<'a>),
+        /// `platform.start`.
+        Start(Start<'a>),
+        /// `platform.runtimeDone`.
+        RuntimeDone(RuntimeDone<'a>),
+        /// `platform.report`.
+        Report(Report<'a>),
+        /// `platform.restoreStart` (schema ≥ 2022-12-13).
+        RestoreStart(RestoreStart<'a>),
+        /// `platform.restoreRuntimeDone` (schema ≥ 2022-12-13).
+        RestoreRuntimeDone(Outcome<'a>),
+        /// `platform.restoreReport` (schema ≥ 2022-12-13).
+        RestoreReport(RestoreReport<'a>),
+        /// `platform.extension`.
+        Extension(ExtensionState<'a>),
+        /// `platform.telemetrySubscription`.
+        TelemetrySubscription(Subscription<'a>),
+        /// `platform.logsDropped`.
+        LogsDropped(LogsDropped<'a>),
+        /// `function`: a line of the function's output.
+        Function(LogLine<'a>),
+        /// `extension`: a line of an extension's output.
+        ExtensionLog(LogLine<'a>),
+    }
+
+    impl Record<'_> {
+        /// The event `type` of this record.
+        pub fn kind(&self) -> &'static str {
+            match self {
+                Record::InitStart(_) => "platform.initStart",
+                Record::InitRuntimeDone(_) => "platform.initRuntimeDone",
+                Record::InitReport(_) => "platform.initReport",
+                Record::Start(_) => "platform.start",
+                Record::RuntimeDone(_) => "platform.runtimeDone",
+                Record::Report(_) => "platform.report",
+                Record::RestoreStart(_) => "platform.restoreStart",
+                Record::RestoreRuntimeDone(_) => "platform.restoreRuntimeDone",
+                Record::RestoreReport(_) => "platform.restoreReport",
+                Record::Extension(_) => "platform.extension",
+                Record::TelemetrySubscription(_) => "platform.telemetrySubscription",
+                Record::LogsDropped(_) => "platform.logsDropped",
+                Record::Function(_) => "function",
+                Record::ExtensionLog(_) => "extension",
+            }
+        }
+    }
+
+    /// `initializationType`. fnbox initializes on demand only; the other values Lambda has
+    /// (`provisioned-concurrency`, `snap-start`) join when fnbox has those init paths.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    pub enum InitType {
+        /// `on-demand`.
+        #[serde(rename = "on-demand")]
+        OnDemand,
+    }
+
+    /// `phase` of the init records. Lambda's other value, `invoke`, is a suppressed init
+    /// re-run during an invocation, which fnbox does not do.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    pub enum InitPhase {
+        /// `init`.
+        #[serde(rename = "init")]
+        Init,
+    }
+
+    /// Who the function is, as `platform.initStart` (schema ≥ 2022-12-13) and
+    /// `platform.restoreStart` carry it.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Identity<'a> {
+        /// `functionName`.
+        pub function_name: &'a str,
+        /// `functionVersion` (`$LATEST`).
+        pub function_version: &'a str,
+        /// `instanceId`.
+        pub instance_id: &'a str,
+        /// `instanceMaxMemory`, MB.
+        pub instance_max_memory: u32,
+    }
+
+    /// `platform.initStart`. The identity fields exist from schema 2022-12-13 on.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct InitStart<'a> {
+        /// `functionName` (schema ≥ 2022-12-13).
+        #[serde(rename = "functionName", skip_serializing_if = "Option::is_none")]
+        pub function_name: Option<&'a str>,
+        /// `functionVersion` (schema ≥ 2022-12-13).
+        #[serde(rename = "functionVersion", skip_serializing_if = "Option::is_none")]
+        pub function_version: Option<&'a str>,
+        /// `initializationType`.
+        #[serde(rename = "initializationType")]
+        pub initialization_type: InitType,
+        /// `instanceId` (schema ≥ 2022-12-13).
+        #[serde(rename = "instanceId", skip_serializing_if = "Option::is_none")]
+        pub instance_id: Option<&'a str>,
+        /// `instanceMaxMemory`, MB (schema ≥ 2022-12-13).
+        #[serde(rename = "instanceMaxMemory", skip_serializing_if = "Option::is_none")]
+        pub instance_max_memory: Option<u32>,
+        /// `phase`.
+        pub phase: InitPhase,
+    }
+
+    impl<'a> InitStart<'a> {
+        /// An on-demand init start; `identity` for schemas that carry it.
+        pub fn new(identity: Option<Identity<'a>>) -> Self {
+            Self {
+                function_name: identity.map(|i| i.function_name),
+                function_version: identity.map(|i| i.function_version),
+                initialization_type: InitType::OnDemand,
+                instance_id: identity.map(|i| i.instance_id),
+                instance_max_memory: identity.map(|i| i.instance_max_memory),
+                phase: InitPhase::Init,
+            }
+        }
+    }
+
+    /// `platform.restoreStart`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct RestoreStart<'a> {
+        /// `functionName`.
+        #[serde(rename = "functionName")]
+        pub function_name: &'a str,
+        /// `functionVersion`.
+        #[serde(rename = "functionVersion")]
+        pub function_version: &'a str,
+        /// `instanceId`.
+        #[serde(rename = "instanceId")]
+        pub instance_id: &'a str,
+        /// `instanceMaxMemory`, MB.
+        #[serde(rename = "instanceMaxMemory")]
+        pub instance_max_memory: u32,
+    }
+
+    impl<'a> From<Identity<'a>> for RestoreStart<'a> {
+        fn from(i: Identity<'a>) -> Self {
+            Self {
+                function_name: i.function_name,
+                function_version: i.function_version,
+                instance_id: i.instance_id,
+                instance_max_memory: i.instance_max_memory,
+            }
+        }
+    }
+
+    /// `errorType` and `status` of a finished phase; also the whole record of
+    /// `platform.restoreRuntimeDone`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+    pub struct Outcome<'a> {
+        /// Only when `status` is not `success`.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `success`, `error`, `timeout` or `failure`.
+        pub status: &'a str,
+    }
+
+    impl<'a> Outcome<'a> {
+        /// An outcome; `error_type` is dropped when `status` is `success`.
+        pub fn new(status: &'a str, error_type: Option<&'a str>) -> Self {
+            Self {
+                error_type: error_type.filter(|_| status != "success"),
+                status,
+            }
+        }
+    }
+
+    /// `platform.initRuntimeDone`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct InitRuntimeDone<'a> {
+        /// `errorType`, when not a success.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `initializationType`.
+        #[serde(rename = "initializationType")]
+        pub initialization_type: InitType,
+        /// `phase`.
+        pub phase: InitPhase,
+        /// `status`.
+        pub status: &'a str,
+    }
+
+    impl<'a> InitRuntimeDone<'a> {
+        /// An on-demand init's runtime outcome.
+        pub fn new(outcome: Outcome<'a>) -> Self {
+            Self {
+                error_type: outcome.error_type,
+                initialization_type: InitType::OnDemand,
+                phase: InitPhase::Init,
+                status: outcome.status,
+            }
+        }
+    }
+
+    /// `metrics` of `platform.initReport` and `platform.restoreReport`.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+    pub struct DurationMetrics {
+        /// `durationMs`, milliseconds with microsecond resolution.
+        #[serde(rename = "durationMs")]
+        pub duration_ms: f64,
+    }
+
+    /// `platform.initReport`. `status` and `errorType` exist from schema 2022-12-13 on.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct InitReport<'a> {
+        /// `errorType` (schema ≥ 2022-12-13, not a success).
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `initializationType`.
+        #[serde(rename = "initializationType")]
+        pub initialization_type: InitType,
+        /// `metrics`.
+        pub metrics: DurationMetrics,
+        /// `phase`.
+        pub phase: InitPhase,
+        /// `status` (schema ≥ 2022-12-13).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub status: Option<&'a str>,
+    }
+
+    impl<'a> InitReport<'a> {
+        /// An on-demand init's report; `outcome` for schemas that carry it.
+        pub fn new(duration_ms: f64, outcome: Option<Outcome<'a>>) -> Self {
+            Self {
+                error_type: outcome.and_then(|o| o.error_type),
+                initialization_type: InitType::OnDemand,
+                metrics: DurationMetrics { duration_ms },
+                phase: InitPhase::Init,
+                status: outcome.map(|o| o.status),
+            }
+        }
+    }
+
+    /// `platform.start`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct Start<'a> {
+        /// `requestId`.
+        #[serde(rename = "requestId")]
+        pub request_id: &'a str,
+        /// `tracing`.
+        pub tracing: Tracing,
+        /// `version` (`$LATEST`).
+        pub version: &'a str,
+    }
+
+    /// `metrics` of `platform.runtimeDone`.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+    pub struct RuntimeDoneMetrics {
+        /// `durationMs`: from `platform.start` to the runtime's answer.
+        #[serde(rename = "durationMs")]
+        pub duration_ms: f64,
+        /// `producedBytes`, when the runtime posted a response.
+        #[serde(rename = "producedBytes", skip_serializing_if = "Option::is_none")]
+        pub produced_bytes: Option<u64>,
+    }
+
+    /// One entry of `spans`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct Span<'a> {
+        /// `durationMs`.
+        #[serde(rename = "durationMs")]
+        pub duration_ms: f64,
+        /// e.g. `responseLatency`.
+        pub name: &'a str,
+        /// RFC 3339 UTC with milliseconds.
+        pub start: String,
+    }
+
+    /// `platform.runtimeDone`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct RuntimeDone<'a> {
+        /// `errorType`, when not a success.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `metrics`, when the invocation's start is known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub metrics: Option<RuntimeDoneMetrics>,
+        /// `requestId`.
+        #[serde(rename = "requestId")]
+        pub request_id: &'a str,
+        /// `spans`, left out when none were measured.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        pub spans: Vec<Span<'a>>,
+        /// `status`.
+        pub status: &'a str,
+        /// `tracing`, when the invocation's start is known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tracing: Option<Tracing>,
+    }
+
+    /// `metrics` of `platform.report`.
+    #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+    pub struct ReportMetrics {
+        /// `billedDurationMs` (integer).
+        #[serde(rename = "billedDurationMs")]
+        pub billed_duration_ms: u64,
+        /// `durationMs`.
+        #[serde(rename = "durationMs")]
+        pub duration_ms: f64,
+        /// `initDurationMs`: only on the first report after a cold start.
+        #[serde(rename = "initDurationMs", skip_serializing_if = "Option::is_none")]
+        pub init_duration_ms: Option<f64>,
+        /// `maxMemoryUsedMB` (integer).
+        #[serde(rename = "maxMemoryUsedMB")]
+        pub max_memory_used_mb: u64,
+        /// `memorySizeMB` (integer).
+        #[serde(rename = "memorySizeMB")]
+        pub memory_size_mb: u32,
+    }
+
+    /// `platform.report`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct Report<'a> {
+        /// `errorType`, when not a success.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `metrics`.
+        pub metrics: ReportMetrics,
+        /// `requestId`.
+        #[serde(rename = "requestId")]
+        pub request_id: &'a str,
+        /// `status`.
+        pub status: &'a str,
+        /// `tracing`, when the invocation's start is known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub tracing: Option<Tracing>,
+    }
+
+    /// `platform.restoreReport`.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    pub struct RestoreReport<'a> {
+        /// `errorType`, when not a success.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// `metrics`.
+        pub metrics: DurationMetrics,
+        /// `status`.
+        pub status: &'a str,
+    }
+
+    /// `platform.extension`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct ExtensionState<'a> {
+        /// `errorType`, when the state is an error.
+        #[serde(rename = "errorType", skip_serializing_if = "Option::is_none")]
+        pub error_type: Option<&'a str>,
+        /// Events it registered for, e.g. `INVOKE`, `SHUTDOWN`.
+        pub events: &'a [String],
+        /// The extension's name.
+        pub name: &'a str,
+        /// e.g. `Ready`.
+        pub state: &'a str,
+    }
+
+    /// `platform.telemetrySubscription`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct Subscription<'a> {
+        /// The subscribing extension's name.
+        pub name: &'a str,
+        /// `Subscribed`.
+        pub state: &'a str,
+        /// Streams subscribed, e.g. `platform`, `function`.
+        pub types: &'a [String],
+    }
+
+    /// `platform.logsDropped`.
+    #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+    pub struct LogsDropped<'a> {
+        /// `droppedBytes` (integer).
+        #[serde(rename = "droppedBytes")]
+        pub dropped_bytes: u64,
+        /// `droppedRecords` (integer).
+        #[serde(rename = "droppedRecords")]
+        pub dropped_records: u64,
+        /// Why, e.g. `queue full`.
+        pub reason: &'a str,
+    }
+
+    /// The record of a `function` / `extension` event.
+    #[derive(Clone, Debug, PartialEq, Serialize)]
+    #[serde(untagged)]
+    pub enum LogLine<'a> {
+        /// Text log format: the line as a string.
+        Text(&'a str),
+        /// JSON log format (schema ≥ 2022-12-13): a line that is a JSON object, as that
+        /// object. A map, not the line's own text, so it is written compactly with sorted
+        /// keys, as fnbox always has.
+        Json(serde_json::Map<String, serde_json::Value>),
+    }
+}
+
 /// The `arn:aws:lambda:<region>:000000000000:function:<name>` of a local function.
 pub fn function_arn(region: &str, function_name: &str) -> String {
     format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}")

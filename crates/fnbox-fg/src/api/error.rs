@@ -3,6 +3,7 @@
 //! with `errorInfo` filled, as FunctionGraph documents.
 
 use axum::response::{IntoResponse, Response};
+use fnbox_engine::http_util::BodyError;
 use fnbox_wire::fg::{ErrorBody, ErrorInfo, RegisterResponse};
 use http::StatusCode;
 
@@ -12,14 +13,11 @@ pub enum ApiError {
     /// A response or error was posted for an id that is not in flight.
     #[error("{0}")]
     UnknownRequest(String),
-    /// Body over the limit.
-    #[error("request body {} exceeds the limit of {limit} bytes", size.map(|s| format!("of {s} bytes")).unwrap_or_default())]
-    PayloadTooLarge {
-        /// Limit in bytes.
-        limit: usize,
-        /// Declared size when known.
-        size: Option<u64>,
-    },
+    /// A body over its limit, or one that could not be read: both answer 413
+    /// `RequestEntityTooLarge`, as the API always has (a body cut short is usually a sender
+    /// that gave up on a large write).
+    #[error(transparent)]
+    Body(#[from] BodyError),
     /// Init error posted after init.
     #[error("init is already over: {0}")]
     InitOver(String),
@@ -49,7 +47,7 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::UnknownRequest(_) => StatusCode::NOT_FOUND,
-            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Body(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::InitOver(_) => StatusCode::FORBIDDEN,
             ApiError::Register { .. } | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
         }
@@ -58,7 +56,7 @@ impl ApiError {
     fn error_type(&self) -> &'static str {
         match self {
             ApiError::UnknownRequest(_) => "InvalidRequestID",
-            ApiError::PayloadTooLarge { .. } => "RequestEntityTooLarge",
+            ApiError::Body(_) => "RequestEntityTooLarge",
             ApiError::InitOver(_) => "InvalidStateTransition",
             ApiError::Register { error_type, .. } | ApiError::BadRequest { error_type, .. } => {
                 error_type

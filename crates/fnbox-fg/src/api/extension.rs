@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
+use fnbox_engine::http_util::{header, read_body, Oversize};
 use fnbox_engine::instance::extensions::{ExtensionTarget, RegisterError};
 use fnbox_engine::InstanceApi;
 use fnbox_wire::fg::{headers, paths, ErrorInfo, RegisterResponse, EXTENSION_PORTS};
@@ -15,7 +16,6 @@ use fnbox_wire::limits::CONTROL_BODY_MAX;
 use http::HeaderMap;
 
 use super::error::ApiError;
-use super::read_body;
 
 /// Routes of the extension API.
 pub fn router() -> Router<Arc<InstanceApi>> {
@@ -51,15 +51,8 @@ async fn register(
         handler: config.handler.clone(),
     };
     // The body is documented as not parsed; read it only to bound it.
-    read_body(body, &headers, CONTROL_BODY_MAX).await?;
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-    };
-    let name = header(headers::EXTENSION_NAME).ok_or_else(|| {
+    read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await?;
+    let name = header(&headers, headers::EXTENSION_NAME).ok_or_else(|| {
         refuse(
             "Extension.MissingHeader",
             format!(
@@ -68,7 +61,7 @@ async fn register(
             ),
         )
     })?;
-    let address = header(headers::EXTENSION_ADDRESS).ok_or_else(|| {
+    let address = header(&headers, headers::EXTENSION_ADDRESS).ok_or_else(|| {
         refuse(
             "Extension.MissingHeader",
             format!(

@@ -2,6 +2,11 @@
 //!
 //! Handlers are thin: extract, call the engine, map the result. Every error goes through
 //! [`error::ApiError`], the one place where errors become status codes and bodies.
+//!
+//! Bodies are read with [`fnbox_engine::http_util::read_body`] and [`Oversize::ReadToLimit`]:
+//! a runtime still writing an oversized response gets the 413 rather than a reset connection.
+//!
+//! [`Oversize::ReadToLimit`]: fnbox_engine::http_util::Oversize::ReadToLimit
 
 pub mod error;
 pub mod extension;
@@ -19,24 +24,4 @@ pub fn router(api: Arc<InstanceApi>) -> Router {
         .merge(extension::router())
         .merge(telemetry::router())
         .with_state(api)
-}
-
-/// Reads a request body up to `limit` bytes.
-pub(crate) async fn read_body(
-    body: axum::body::Body,
-    headers: &http::HeaderMap,
-    limit: usize,
-) -> Result<bytes::Bytes, error::ApiError> {
-    // The body is read (up to the limit) rather than refused on its Content-Length alone, so a
-    // runtime still writing gets the 413 instead of a reset connection.
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| error::ApiError::PayloadTooLarge {
-            limit,
-            size: declared,
-        })
 }

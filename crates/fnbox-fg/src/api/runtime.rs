@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use fnbox_engine::http_util::{read_body, Oversize};
 use fnbox_engine::instance::channel::{RuntimeReply, WorkKind};
 use fnbox_engine::InstanceApi;
 use fnbox_wire::fg::{headers, paths, INVOKE_TYPE_INITIALIZER};
@@ -15,7 +16,6 @@ use fnbox_wire::limits::{CONTROL_BODY_MAX, SYNC_PAYLOAD_MAX};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::ApiError;
-use super::read_body;
 
 type Api = State<Arc<InstanceApi>>;
 
@@ -84,7 +84,7 @@ async fn complete(
     body: Body,
     reply: fn(bytes::Bytes) -> RuntimeReply,
 ) -> Result<StatusCode, ApiError> {
-    let body = read_body(body, headers, SYNC_PAYLOAD_MAX).await?;
+    let body = read_body(body, headers, SYNC_PAYLOAD_MAX, Oversize::ReadToLimit).await?;
     api.runtime.complete(id, reply(body))?;
     Ok(StatusCode::OK)
 }
@@ -94,7 +94,7 @@ async fn init_error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    let body = read_body(body, &headers, CONTROL_BODY_MAX).await?;
+    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await?;
     if api.fail_init(body) {
         Ok(StatusCode::OK)
     } else {

@@ -8,16 +8,16 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
+use fnbox_engine::http_util::{parse_streams, read_body, Duplicates, Oversize};
 use fnbox_engine::telemetry::{Stream, SubscribeOutcome, SubscriptionRequest};
 use fnbox_engine::InstanceApi;
 use fnbox_telemetry::{Buffering, SubscriberConfig};
-use fnbox_wire::fg::{paths, strip_trailing_commas, SubscribeRequest, TELEMETRY_TYPES};
+use fnbox_wire::fg::{paths, strip_trailing_commas, SubscribeRequest};
 use fnbox_wire::limits::CONTROL_BODY_MAX;
 use http::{HeaderMap, StatusCode};
 
 use super::error::ApiError;
 use super::extension::parse_listener_address;
-use super::read_body;
 use crate::encode::{self, Spelling};
 
 /// Routes of the telemetry API.
@@ -63,24 +63,7 @@ pub(crate) fn parse(body: &[u8]) -> Result<(SubscriberConfig, Vec<Stream>, Spell
             "types must list at least one of platform, function, extension",
         ));
     }
-    let mut streams = Vec::new();
-    for t in &req.types {
-        let s = match t.as_str() {
-            "platform" => Stream::Platform,
-            "function" => Stream::Function,
-            "extension" => Stream::Extension,
-            other => {
-                return Err(bad(format!(
-                    "unknown type {other:?}; allowed: {}",
-                    TELEMETRY_TYPES.join(", ")
-                )))
-            }
-        };
-        if streams.contains(&s) {
-            return Err(bad(format!("type {t:?} is listed twice")));
-        }
-        streams.push(s);
-    }
+    let streams = parse_streams(&req.types, Duplicates::Reject).map_err(|e| bad(e.to_string()))?;
     let buffering = match &req.buffering {
         None => Buffering::default(),
         Some(b) => Buffering::from_request(b.max_items, b.max_bytes, b.timeout_ms)
@@ -105,7 +88,7 @@ async fn subscribe(
     headers: HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, &'static str), ApiError> {
-    let body = read_body(body, &headers, CONTROL_BODY_MAX).await?;
+    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await?;
     if !api.extensions.any_registered() {
         return Err(ApiError::BadRequest {
             error_type: "Telemetry.NotRegistered",

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::env::lambda_region;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use fnbox_engine::http_util::{header, read_body, BodyError, Oversize};
 use fnbox_engine::instance::extensions::{
     PullError, PullEvent, PullEvents, RegisterError, Registered, MAX_EXTENSIONS,
 };
@@ -21,8 +21,9 @@ use fnbox_wire::lambda::{
 use fnbox_wire::limits::CONTROL_BODY_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
+use super::accepted;
 use super::error::ApiError;
-use super::{accepted, header};
+use crate::env::lambda_region;
 use crate::trace::trace_header_for_deadline;
 
 type Api = State<Arc<InstanceApi>>;
@@ -110,9 +111,14 @@ fn parse_events(body: &[u8]) -> Result<PullEvents, ApiError> {
 }
 
 async fn register(State(api): Api, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
-    let body = axum::body::to_bytes(body, CONTROL_BODY_MAX)
+    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit)
         .await
-        .map_err(|_| ApiError::extension("InvalidRequestFormat", "register body too large"))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => {
+                ApiError::extension("InvalidRequestFormat", "register body too large")
+            }
+            BodyError::Read(_) => ApiError::extension("InvalidRequestFormat", e.to_string()),
+        })?;
     let name = header(&headers, h::EXTENSION_NAME).ok_or_else(|| {
         ApiError::extension("Extension.InvalidExtensionName", "Empty extension name")
     })?;
@@ -220,7 +226,8 @@ async fn init_error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let _ = axum::body::to_bytes(body, CONTROL_BODY_MAX).await;
+    // The body is not used; it is read (bounded) so the connection stays usable.
+    let _ = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await;
     report(&api, &headers, true).await
 }
 
@@ -229,7 +236,8 @@ async fn exit_error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let _ = axum::body::to_bytes(body, CONTROL_BODY_MAX).await;
+    // The body is not used; it is read (bounded) so the connection stays usable.
+    let _ = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await;
     report(&api, &headers, false).await
 }
 

@@ -1,7 +1,8 @@
 //! The Lambda instance API: every version prefix on one listener, as Lambda serves them.
 //!
 //! Handlers are thin: extract, call the engine, map the result. Every refusal goes through
-//! [`error::ApiError`], the one place where errors become status codes and bodies.
+//! [`error::ApiError`], the one place where errors become status codes and bodies. Bodies and
+//! headers are read with the shared [`fnbox_engine::http_util`] helpers.
 
 pub mod error;
 pub mod extension;
@@ -32,13 +33,4 @@ pub(crate) fn accepted() -> (StatusCode, [(http::HeaderName, &'static str); 1], 
         [(http::header::CONTENT_TYPE, "application/json")],
         body,
     )
-}
-
-/// A header's value as trimmed text, `None` when absent, empty or not text.
-pub(crate) fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }

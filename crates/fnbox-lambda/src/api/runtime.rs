@@ -16,14 +16,14 @@
 
 use std::sync::Arc;
 
-use crate::env::lambda_region;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use fnbox_engine::http_util::{header, read_body_with_trailers, BodyError, Oversize};
 use fnbox_engine::instance::channel::RuntimeReply;
 use fnbox_engine::InstanceApi;
 use fnbox_wire::lambda::{
@@ -31,10 +31,10 @@ use fnbox_wire::lambda::{
     RESPONSE_MODE_STREAMING, STREAMED_RESPONSE_MAX,
 };
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::BodyExt;
 
+use super::accepted;
 use super::error::ApiError;
-use super::{accepted, header};
+use crate::env::lambda_region;
 use crate::trace::trace_header_for_deadline;
 
 type Api = State<Arc<InstanceApi>>;
@@ -81,35 +81,15 @@ async fn next(State(api): Api) -> Result<Response, ApiError> {
     Ok((StatusCode::OK, headers, work.body).into_response())
 }
 
-/// Why a body could not be read whole.
-#[derive(Debug, PartialEq, Eq)]
-enum ReadError {
-    TooLarge,
-    Truncated,
-}
-
-/// Reads a body up to `limit` bytes, with its trailers.
-async fn read_limited(body: Body, limit: usize) -> Result<(Bytes, Option<HeaderMap>), ReadError> {
-    let mut body = body;
-    let mut data = BytesMut::new();
-    let mut trailers = None;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|_| ReadError::Truncated)?;
-        match frame.into_data() {
-            Ok(chunk) => {
-                if data.len() + chunk.len() > limit {
-                    return Err(ReadError::TooLarge);
-                }
-                data.extend_from_slice(&chunk);
-            }
-            Err(frame) => {
-                if let Ok(t) = frame.into_trailers() {
-                    trailers = Some(t);
-                }
-            }
-        }
-    }
-    Ok((data.freeze(), trailers))
+/// A runtime's response or error body, read up to `limit` with its trailers.
+async fn read_reply(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+) -> Result<(Bytes, Option<HeaderMap>), BodyError> {
+    read_body_with_trailers(body, headers, limit, Oversize::ReadToLimit)
+        .await
+        .map(|b| (b.data, b.trailers))
 }
 
 fn error_json(error_type: &str, message: impl Into<String>) -> Bytes {
@@ -145,11 +125,14 @@ async fn response(
             );
             return Err(ApiError::InvalidResponseMode);
         }
-        Some(_) => streamed_reply(&headers, read_limited(body, STREAMED_RESPONSE_MAX).await),
-        None => match read_limited(body, RESPONSE_MAX).await {
+        Some(_) => streamed_reply(
+            &headers,
+            read_reply(body, &headers, STREAMED_RESPONSE_MAX).await,
+        ),
+        None => match read_reply(body, &headers, RESPONSE_MAX).await {
             Ok((data, _)) => Ok(RuntimeReply::Response(data)),
-            Err(ReadError::TooLarge) => Err((ApiError::PayloadTooLarge, too_large())),
-            Err(ReadError::Truncated) => Err((
+            Err(BodyError::TooLarge { .. }) => Err((ApiError::PayloadTooLarge, too_large())),
+            Err(BodyError::Read(_)) => Err((
                 ApiError::Truncated,
                 error_json(
                     "Runtime.TruncatedResponse",
@@ -175,12 +158,12 @@ async fn response(
 /// Turns a read streamed body into the invocation's reply (see the module's Design).
 fn streamed_reply(
     headers: &HeaderMap,
-    read: Result<(Bytes, Option<HeaderMap>), ReadError>,
+    read: Result<(Bytes, Option<HeaderMap>), BodyError>,
 ) -> Result<RuntimeReply, (ApiError, Bytes)> {
     let (data, trailers) = match read {
         Ok(r) => r,
-        Err(ReadError::TooLarge) => return Err((ApiError::PayloadTooLarge, too_large())),
-        Err(ReadError::Truncated) => {
+        Err(BodyError::TooLarge { .. }) => return Err((ApiError::PayloadTooLarge, too_large())),
+        Err(BodyError::Read(_)) => {
             return Ok(RuntimeReply::Error(error_json(
                 "Runtime.TruncatedResponse",
                 "the runtime's streamed response ended early",
@@ -314,13 +297,13 @@ async fn error(
     if !api.runtime.is_in_flight(&id) {
         return Err(ApiError::InvalidRequestId);
     }
-    let body = match read_limited(body, RESPONSE_MAX).await {
+    let body = match read_reply(body, &headers, RESPONSE_MAX).await {
         Ok((data, _)) => data,
-        Err(ReadError::TooLarge) => {
+        Err(BodyError::TooLarge { .. }) => {
             let _ = api.runtime.complete(&id, RuntimeReply::Error(too_large()));
             return Err(ApiError::PayloadTooLarge);
         }
-        Err(ReadError::Truncated) => return Err(ApiError::Truncated),
+        Err(BodyError::Read(_)) => return Err(ApiError::Truncated),
     };
     api.runtime
         .complete(&id, RuntimeReply::Error(error_document(&headers, body)))
@@ -333,10 +316,10 @@ async fn init_error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    let body = match read_limited(body, RESPONSE_MAX).await {
+    let body = match read_reply(body, &headers, RESPONSE_MAX).await {
         Ok((data, _)) => data,
-        Err(ReadError::TooLarge) => return Err(ApiError::PayloadTooLarge),
-        Err(ReadError::Truncated) => return Err(ApiError::Truncated),
+        Err(BodyError::TooLarge { .. }) => return Err(ApiError::PayloadTooLarge),
+        Err(BodyError::Read(_)) => return Err(ApiError::Truncated),
     };
     let body = error_document(&headers, body);
     if api.fail_init(body) {

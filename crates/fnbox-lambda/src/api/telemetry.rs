@@ -22,6 +22,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::put;
 use axum::Router;
 use chrono::Utc;
+use fnbox_engine::http_util::{
+    parse_streams, read_body, stream_name, BodyError, Duplicates, Oversize,
+};
 use fnbox_engine::telemetry::{Event, Stream, SubscriptionRequest};
 use fnbox_engine::InstanceApi;
 use fnbox_telemetry::{Buffering, SubscriberConfig};
@@ -87,24 +90,12 @@ pub(crate) fn parse(body: &[u8]) -> Result<Parsed, ApiError> {
             "types should not be empty; allowed: platform, function, extension",
         ));
     }
-    let mut streams = Vec::new();
-    let mut names = Vec::new();
-    for t in &types {
-        let s = match t.as_str() {
-            "platform" => Stream::Platform,
-            "function" => Stream::Function,
-            "extension" => Stream::Extension,
-            other => {
-                return Err(invalid(format!(
-                    "unknown type {other:?}; allowed: platform, function, extension"
-                )))
-            }
-        };
-        if !streams.contains(&s) {
-            streams.push(s);
-            names.push(t.clone());
-        }
-    }
+    // Lambda accepts a type listed twice and keeps it once.
+    let streams = parse_streams(&types, Duplicates::Ignore).map_err(|e| invalid(e.to_string()))?;
+    let names = streams
+        .iter()
+        .map(|s| stream_name(*s).to_string())
+        .collect();
     let destination = req
         .destination
         .ok_or_else(|| invalid("destination is required: {\"protocol\":\"HTTP\",\"URI\":\"http://sandbox.localdomain:<port>\"}"))?;
@@ -171,9 +162,12 @@ async fn subscribe(
     body: Body,
 ) -> Result<Response, ApiError> {
     let reg = identify(&api, &headers)?;
-    let body = axum::body::to_bytes(body, CONTROL_BODY_MAX)
+    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit)
         .await
-        .map_err(|_| invalid("subscription body too large"))?;
+        .map_err(|e| match e {
+            BodyError::TooLarge { .. } => invalid("subscription body too large"),
+            BodyError::Read(_) => invalid(e.to_string()),
+        })?;
     let parsed = parse(&body)?;
     let encoder = Arc::new(Encoder::new(parsed.schema, EncoderContext::of(&api)));
     let outcome = api.bus.subscribe(SubscriptionRequest {
@@ -203,7 +197,8 @@ async fn logs(
     body: Body,
 ) -> Result<Response, ApiError> {
     identify(&api, &headers)?;
-    let _ = axum::body::to_bytes(body, CONTROL_BODY_MAX).await;
+    // The body is not used; it is read (bounded) so the connection stays usable.
+    let _ = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await;
     Ok((
         StatusCode::ACCEPTED,
         [(http::header::CONTENT_TYPE, "application/json")],

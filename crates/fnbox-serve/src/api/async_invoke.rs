@@ -21,12 +21,13 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use fnbox_async::{AsyncStore, InvokeSource, ListFilter, StoreError};
+use fnbox_engine::http_util::{read_body, BodyError, Oversize};
 use fnbox_wire::front::{headers, lambda_headers};
 use fnbox_wire::limits::ASYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::{Fg, FrontError};
-use super::{read_body, AppState};
+use super::AppState;
 use crate::registry::Served;
 use crate::urn::parse_fg_urn;
 
@@ -58,11 +59,11 @@ async fn enqueue(
     what: &'static str,
 ) -> Result<String, FrontError> {
     let store = store(state, what)?;
-    let mut event = read_body(headers, body, ASYNC_PAYLOAD_MAX)
+    let mut event = read_body(body, headers, ASYNC_PAYLOAD_MAX, Oversize::RefuseEarly)
         .await
         .map_err(|e| match e {
-            FrontError::PayloadTooLarge { limit } => FrontError::AsyncPayloadTooLarge { limit },
-            other => other,
+            BodyError::TooLarge { limit, .. } => FrontError::AsyncPayloadTooLarge { limit },
+            other => other.into(),
         })?;
     if event.is_empty() {
         event = Bytes::from_static(b"{}");

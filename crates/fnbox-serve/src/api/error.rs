@@ -29,6 +29,7 @@
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use fnbox_engine::http_util::BodyError;
 use fnbox_engine::telemetry::Status;
 use fnbox_engine::InitError;
 use fnbox_wire::fg::ErrorBody;
@@ -165,6 +166,17 @@ impl FrontError {
 /// A [`FrontError`] answered in FunctionGraph's shape.
 #[derive(Debug)]
 pub struct Fg(pub FrontError);
+
+/// A synchronous invocation's body: over the limit is 413, a body that could not be read is a
+/// bad request. (Asynchronous routes map the too-large case to their own limit error.)
+impl From<BodyError> for FrontError {
+    fn from(e: BodyError) -> Self {
+        match e {
+            BodyError::TooLarge { limit, .. } => FrontError::PayloadTooLarge { limit },
+            BodyError::Read(_) => FrontError::InvalidParameter(e.to_string()),
+        }
+    }
+}
 
 impl From<FrontError> for Fg {
     fn from(e: FrontError) -> Self {

@@ -13,16 +13,16 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine as _;
 use bytes::Bytes;
-use fnbox_engine::{FaultKind, InvokeResult};
-use fnbox_wire::front::{headers, paths, values, V1Response, LOG_TAIL_BYTES};
+use fnbox_engine::http_util::{header, read_body, Oversize};
+use fnbox_wire::front::{headers, paths, values, V1Response};
 use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::{json, Fg, FrontError};
-use super::{header_str, read_body, AppState};
-use crate::invoke::{invoke, tail, Completed};
+use super::render::{self, answer, insert_log, insert_text, push_log_lines, Answer};
+use super::AppState;
+use crate::invoke::{invoke, Completed};
 use crate::registry::Served;
 use crate::urn::parse_fg_urn;
 
@@ -49,7 +49,7 @@ enum ResponseVersion {
 
 impl ResponseVersion {
     fn from_headers(h: &HeaderMap) -> Result<Self, FrontError> {
-        match header_str(h, headers::REQUEST_VERSION) {
+        match header(h, headers::REQUEST_VERSION) {
             None => Ok(Self::V0),
             Some(v) if v.eq_ignore_ascii_case(values::VERSION_V0) => Ok(Self::V0),
             Some(v) if v.eq_ignore_ascii_case(values::VERSION_V1) => Ok(Self::V1),
@@ -69,7 +69,7 @@ impl ResponseVersion {
 }
 
 fn wants_tail(h: &HeaderMap) -> bool {
-    header_str(h, headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(values::LOG_TYPE_TAIL))
+    header(h, headers::LOG_TYPE).is_some_and(|v| v.eq_ignore_ascii_case(values::LOG_TYPE_TAIL))
 }
 
 fn resolve(
@@ -94,7 +94,9 @@ async fn invoke_sync(
     let served = resolve(&state, path)?;
     let version = ResponseVersion::from_headers(&headers)?;
     let want_tail = wants_tail(&headers);
-    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    let mut event = read_body(body, &headers, SYNC_PAYLOAD_MAX, Oversize::RefuseEarly)
+        .await
+        .map_err(FrontError::from)?;
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }
@@ -110,15 +112,12 @@ fn log_tail(done: &Completed) -> String {
         done.request_id,
         values::LATEST
     );
-    for line in done.log.iter().flatten() {
-        text.push_str(line);
-        text.push('\n');
-    }
+    push_log_lines(&mut text, done);
     text.push_str(&format!(
         "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB\n",
         done.request_id, s.duration, s.billing_duration, s.memory_used, s.memory_size
     ));
-    tail(&text, LOG_TAIL_BYTES).to_string()
+    render::log_tail(&text)
 }
 
 fn content_type_of(body: &[u8]) -> &'static str {
@@ -131,25 +130,14 @@ fn content_type_of(body: &[u8]) -> &'static str {
 
 fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Response {
     let log = want_tail.then(|| log_tail(done));
-    let mut resp = match &done.result {
-        InvokeResult::Fault(f) if f.kind == FaultKind::Timeout => Fg(FrontError::Timeout {
-            request_id: done.request_id.clone(),
-            message: f.message.clone(),
-            timeout_secs: done.timeout_secs,
-        })
-        .into_response(),
-        result => {
-            let (body, func_err) = match result {
-                InvokeResult::Ok(b) => (b.clone(), false),
-                InvokeResult::HandlerError(b) => (b.clone(), true),
-                InvokeResult::Fault(f) => (
-                    json(&fnbox_wire::fg::ErrorBody::new(
-                        f.error_type(),
-                        f.message.clone(),
-                    )),
-                    true,
-                ),
-            };
+    let mut resp = match answer(done, |f| {
+        json(&fnbox_wire::fg::ErrorBody::new(
+            f.error_type(),
+            f.message.clone(),
+        ))
+    }) {
+        Answer::Timeout(e) => Fg(e).into_response(),
+        Answer::Body { body, func_err } => {
             let (body, content_type) = match version {
                 ResponseVersion::V0 => {
                     let ct = content_type_of(&body);
@@ -165,12 +153,8 @@ fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Respon
                     "application/json",
                 ),
             };
-            let mut resp = (StatusCode::OK, body).into_response();
+            let mut resp = render::ok(body, content_type);
             let h = resp.headers_mut();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type),
-            );
             h.insert(
                 headers::IS_FUNC_ERR,
                 HeaderValue::from_static(if func_err { "true" } else { "false" }),
@@ -185,9 +169,7 @@ fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Respon
         }
     };
     let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&done.request_id) {
-        h.insert(headers::REQUEST_ID, v);
-    }
+    insert_text(h, headers::REQUEST_ID, &done.request_id);
     if let Ok(v) = HeaderValue::from_bytes(&json(&done.summary)) {
         h.insert(headers::INVOKE_SUMMARY, v);
     }
@@ -200,10 +182,7 @@ fn render(done: &Completed, version: ResponseVersion, want_tail: bool) -> Respon
         HeaderValue::from_static(version.as_str()),
     );
     if let Some(log) = log {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(log.as_bytes());
-        if let Ok(v) = HeaderValue::from_str(&encoded) {
-            h.insert(headers::FUNCTION_LOG, v);
-        }
+        insert_log(h, headers::FUNCTION_LOG, &log);
     }
     resp
 }

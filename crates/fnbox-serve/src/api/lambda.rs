@@ -17,17 +17,18 @@ use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
-use base64::Engine as _;
 use bytes::Bytes;
-use fnbox_engine::{FaultKind, InvokeResult};
+use fnbox_engine::http_util::{header, read_body, Oversize};
+use fnbox_engine::Fault;
 use fnbox_wire::fg::ErrorBody;
-use fnbox_wire::front::{lambda_headers, lambda_values, paths, LOG_TAIL_BYTES};
+use fnbox_wire::front::{lambda_headers, lambda_values, paths};
 use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use super::error::{json, FrontError, Lambda};
-use super::{header_str, read_body, AppState};
-use crate::invoke::{invoke, tail, Completed};
+use super::render::{self, answer, insert_log, insert_text, push_log_lines, Answer};
+use super::AppState;
+use crate::invoke::{invoke, Completed};
 use crate::urn::parse_lambda_name;
 
 /// The Lambda invoke route.
@@ -43,7 +44,7 @@ enum InvocationType {
 }
 
 fn invocation_type(h: &HeaderMap) -> Result<InvocationType, FrontError> {
-    match header_str(h, lambda_headers::INVOCATION_TYPE) {
+    match header(h, lambda_headers::INVOCATION_TYPE) {
         None => Ok(InvocationType::RequestResponse),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::REQUEST_RESPONSE) => {
             Ok(InvocationType::RequestResponse)
@@ -57,7 +58,7 @@ fn invocation_type(h: &HeaderMap) -> Result<InvocationType, FrontError> {
 }
 
 fn wants_tail(h: &HeaderMap) -> Result<bool, FrontError> {
-    match header_str(h, lambda_headers::LOG_TYPE) {
+    match header(h, lambda_headers::LOG_TYPE) {
         None => Ok(false),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_NONE) => Ok(false),
         Some(v) if v.eq_ignore_ascii_case(lambda_values::LOG_TAIL) => Ok(true),
@@ -94,7 +95,9 @@ async fn invoke_function(
     if kind == InvocationType::Event {
         return Ok(super::async_invoke::enqueue_lambda(&state, &served, &headers, body).await?);
     }
-    let mut event = read_body(&headers, body, SYNC_PAYLOAD_MAX).await?;
+    let mut event = read_body(body, &headers, SYNC_PAYLOAD_MAX, Oversize::RefuseEarly)
+        .await
+        .map_err(FrontError::from)?;
     if kind == InvocationType::DryRun {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         if let Ok(v) = HeaderValue::from_str(&fnbox_engine::invocation::new_request_id()) {
@@ -114,10 +117,7 @@ fn log_tail(done: &Completed) -> String {
     let id = &done.request_id;
     let s = &done.summary;
     let mut text = format!("START RequestId: {id} Version: {}\n", lambda_values::LATEST);
-    for line in done.log.iter().flatten() {
-        text.push_str(line);
-        text.push('\n');
-    }
+    push_log_lines(&mut text, done);
     text.push_str(&format!(
         "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t\n",
         s.duration,
@@ -125,35 +125,21 @@ fn log_tail(done: &Completed) -> String {
         s.memory_size,
         s.memory_used.ceil() as u64
     ));
-    tail(&text, LOG_TAIL_BYTES).to_string()
+    render::log_tail(&text)
 }
 
 fn render(done: &Completed, want_tail: bool) -> Response {
-    let mut resp = match &done.result {
-        InvokeResult::Fault(f) if f.kind == FaultKind::Timeout => Lambda(FrontError::Timeout {
-            request_id: done.request_id.clone(),
-            message: f.message.clone(),
-            timeout_secs: done.timeout_secs,
-        })
-        .into_response(),
-        result => {
-            let (body, func_err) = match result {
-                InvokeResult::Ok(b) => (b.clone(), false),
-                InvokeResult::HandlerError(b) => (b.clone(), true),
-                InvokeResult::Fault(f) => (
-                    json(&ErrorBody::new(
-                        f.error_type(),
-                        format!("RequestId: {} Error: {}", done.request_id, f.message),
-                    )),
-                    true,
-                ),
-            };
-            let mut resp = (StatusCode::OK, body).into_response();
+    let fault_body = |f: &Fault| {
+        json(&ErrorBody::new(
+            f.error_type(),
+            format!("RequestId: {} Error: {}", done.request_id, f.message),
+        ))
+    };
+    let mut resp = match answer(done, fault_body) {
+        Answer::Timeout(e) => Lambda(e).into_response(),
+        Answer::Body { body, func_err } => {
+            let mut resp = render::ok(body, "application/json");
             let h = resp.headers_mut();
-            h.insert(
-                http::header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
             h.insert(
                 lambda_headers::EXECUTED_VERSION,
                 HeaderValue::from_static(lambda_values::LATEST),
@@ -164,17 +150,16 @@ fn render(done: &Completed, want_tail: bool) -> Response {
                     HeaderValue::from_static(lambda_values::UNHANDLED),
                 );
             }
-            if let Ok(v) = HeaderValue::from_str(&done.request_id) {
-                h.insert(lambda_headers::REQUEST_ID, v);
-            }
+            insert_text(h, lambda_headers::REQUEST_ID, &done.request_id);
             resp
         }
     };
     if want_tail {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(log_tail(done).as_bytes());
-        if let Ok(v) = HeaderValue::from_str(&encoded) {
-            resp.headers_mut().insert(lambda_headers::LOG_RESULT, v);
-        }
+        insert_log(
+            resp.headers_mut(),
+            lambda_headers::LOG_RESULT,
+            &log_tail(done),
+        );
     }
     resp
 }

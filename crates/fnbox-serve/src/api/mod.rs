@@ -7,28 +7,33 @@
 //! - [`admin`]: health and listings.
 //! - [`async_invoke`]: asynchronous invocations (enqueue, status, list).
 //! - [`error`]: [`error::FrontError`] and the one mapping to HTTP per dialect shape.
+//! - `render`: what the two result renderers share (status, headers, log tail).
 //!
 //! Every route sits behind the token check when a token is set (CONTRACT §6): a refusal is
 //! answered in the shape of the route's API.
+//!
+//! Bodies are read with [`fnbox_engine::http_util::read_body`] and
+//! [`Oversize::RefuseEarly`]: a declared `Content-Length` over the limit is refused before
+//! anything is read.
+//!
+//! [`Oversize::RefuseEarly`]: fnbox_engine::http_util::Oversize::RefuseEarly
 
 pub mod admin;
 pub mod async_invoke;
 pub mod error;
 pub mod fg;
 pub mod lambda;
+mod render;
 
 use std::sync::{Arc, OnceLock};
 
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use bytes::Bytes;
 use fnbox_async::AsyncStore;
 use fnbox_wire::front::headers;
 use http::HeaderMap;
-use http_body_util::BodyExt;
 use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
@@ -105,34 +110,4 @@ pub fn router(state: Arc<AppState>) -> Router {
         lambda_auth,
     ));
     fg.merge(lambda).fallback(not_found).with_state(state)
-}
-
-/// Reads a request body of at most `limit` bytes: a declared `Content-Length` over the limit is
-/// refused before anything is read, and reading stops as soon as the limit is passed.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, FrontError> {
-    let declared = headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(FrontError::PayloadTooLarge { limit });
-    }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(FrontError::PayloadTooLarge { limit })
-        }
-        Err(e) => Err(FrontError::InvalidParameter(format!(
-            "cannot read the request body: {e}"
-        ))),
-    }
-}
-
-/// The value of a header as text, trimmed; `None` when absent or empty.
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
 }
