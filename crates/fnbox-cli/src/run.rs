@@ -1,28 +1,27 @@
 //! `fnbox run`: one instance, N invocations, FunctionGraph-style report lines.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use fnbox_engine::{Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
+use fnbox_wire::fg::{finish_invoke_line, start_invoke_line};
 
-use crate::{ExitCode, MemoryModeArg, RunArgs};
+use crate::{MainError, MemoryModeArg, RunArgs};
 
-pub async fn run(args: RunArgs) -> ExitCode {
-    let package = match fnbox_package::load(&args.package) {
-        Ok(p) => Arc::new(p),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
+/// Runs `args.times` invocations in one instance (a fresh one after a fault). A failed
+/// invocation does not stop the loop; an init failure or an engine error does. Every error is
+/// returned, in order, for `main` to print.
+pub async fn run(args: RunArgs) -> Result<(), MainError> {
+    let package = Arc::new(fnbox_package::load(&args.package)?);
     let event = match (&args.event, &args.event_file) {
         (Some(e), _) => bytes::Bytes::from(e.clone()),
         (None, Some(path)) => match std::fs::read(path) {
             Ok(b) => bytes::Bytes::from(b),
-            Err(e) => {
-                eprintln!("error: cannot read event file {}: {e}", path.display());
-                return ExitCode::Usage;
+            Err(source) => {
+                return Err(MainError::EventFile {
+                    path: path.clone(),
+                    source,
+                })
             }
         },
         (None, None) => bytes::Bytes::from_static(b"{}"),
@@ -30,13 +29,7 @@ pub async fn run(args: RunArgs) -> ExitCode {
     let memory = match args.memory_mode {
         MemoryModeArg::Auto => MemoryController::detect(),
         MemoryModeArg::Rss => MemoryController::rss_sampling("--memory-mode rss"),
-        MemoryModeArg::Cgroup => match MemoryController::cgroup() {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("error: --memory-mode cgroup: {e}");
-                return ExitCode::Usage;
-            }
-        },
+        MemoryModeArg::Cgroup => MemoryController::cgroup().map_err(MainError::Cgroup)?,
     };
     memory.cleanup_stale();
     eprintln!("{}", memory.describe());
@@ -48,21 +41,14 @@ pub async fn run(args: RunArgs) -> ExitCode {
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(crate::echo::stderr_echo(false));
     let engine = Engine::new(config);
-    let function = match Function::new(
+    let function = Function::new(
         engine.clone(),
         package.clone(),
         fnbox_lambda::dialect_for(package.config.dialect),
-    ) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
+    )?;
 
-    let mut code = ExitCode::Ok;
+    let mut errors: Vec<MainError> = Vec::new();
     let mut instance = None;
-    let mut stdout = std::io::stdout().lock();
     for _ in 0..args.times {
         let req = InvokeRequest::sync(event.clone());
         let inst = match &instance {
@@ -72,70 +58,57 @@ pub async fn run(args: RunArgs) -> ExitCode {
                     instance = Some(i.clone());
                     i
                 }
-                Err(e) => {
-                    eprintln!("error: function '{}' {e}", package.config.func_name);
-                    code = ExitCode::InitFailed;
+                Err(source) => {
+                    errors.push(MainError::Init {
+                        function: package.config.func_name.clone(),
+                        source,
+                    });
                     break;
                 }
             },
         };
-        eprintln!("Start invoke request '{}', version: latest", req.request_id);
+        eprintln!("{}", start_invoke_line(&req.request_id, "latest"));
         let outcome = match inst.invoke(req).await {
             Ok(o) => o,
             Err(e) => {
-                eprintln!("error: {e}");
-                code = ExitCode::Internal;
+                errors.push(e.into());
                 break;
             }
         };
         let m = outcome.metrics;
-        match &outcome.result {
-            InvokeResult::Ok(body) => {
-                let _ = stdout.write_all(body);
-                let _ = stdout.write_all(b"\n");
-            }
+        let shown = match &outcome.result {
+            InvokeResult::Ok(body) => crate::result::show(&outcome.request_id, body, false),
             InvokeResult::HandlerError(body) => {
-                let _ = stdout.write_all(body);
-                let _ = stdout.write_all(b"\n");
-                eprintln!(
-                    "error: request '{}' failed: {}",
-                    outcome.request_id,
-                    describe_error_body(body)
-                );
-                code = ExitCode::FunctionFailed;
+                crate::result::show(&outcome.request_id, body, true)
             }
             InvokeResult::Fault(f) => {
-                let _ = stdout.write_all(&serde_json::to_vec(&f.error_body()).unwrap_or_default());
-                let _ = stdout.write_all(b"\n");
-                eprintln!(
-                    "error: request '{}' failed: {}: {}",
-                    outcome.request_id,
-                    f.error_type(),
-                    f.message
-                );
-                code = ExitCode::FunctionFailed;
                 instance = None;
+                let body = serde_json::to_vec(&f.error_body()).unwrap_or_default();
+                crate::result::show(&outcome.request_id, &body, true)
             }
+        };
+        if let Err(failure) = shown {
+            errors.push(failure.into());
         }
-        let _ = stdout.flush();
         eprintln!(
-            "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB",
-            outcome.request_id, m.duration_ms, m.billed_duration_ms, m.memory_used_mb, m.memory_size_mb
+            "{}",
+            finish_invoke_line(
+                &outcome.request_id,
+                m.duration_ms,
+                m.billed_duration_ms,
+                m.memory_used_mb,
+                m.memory_size_mb
+            )
         );
     }
     if let Some(i) = instance.take() {
         i.shutdown().await;
     }
     engine.shutdown(std::time::Duration::from_secs(3)).await;
-    code
-}
-
-fn describe_error_body(body: &[u8]) -> String {
-    match serde_json::from_slice::<fnbox_wire::fg::ErrorBody>(body) {
-        Ok(b) if !b.error_type.is_empty() || !b.error_message.is_empty() => {
-            format!("{}: {}", b.error_type, b.error_message)
-        }
-        _ => String::from_utf8_lossy(body).into_owned(),
+    match errors.len() {
+        0 => Ok(()),
+        1 => Err(errors.remove(0)),
+        _ => Err(MainError::Several(errors)),
     }
 }
 
