@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use fnbox_extension::{launcher_name_from_args, Buffering, Extension, Stream};
+use fnbox_extension::{Buffering, Extension, Stream};
 use fnbox_wire::fg::{headers, paths};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
@@ -60,32 +60,38 @@ pub fn baseline_server() -> anyhow::Result<()> {
     })
 }
 
-/// `listener --out FILE [--delay-ms N] [--no-subscribe] <launcher>`: a telemetry extension subscribed to the
-/// platform and function streams that counts events and sleeps N ms per batch; after every
-/// batch it rewrites FILE with `function_events total_events dropped_records unix_nanos`, the
-/// time being that of the last batch that carried function events. With `--no-subscribe` it
-/// only registers (and receives the invoke pushes): the cost of an extension without telemetry.
-pub fn listener(args: &[String]) -> anyhow::Result<()> {
-    let mut out = None;
-    let mut delay_ms = 0u64;
-    let mut subscribe = true;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--out" => out = it.next().map(PathBuf::from),
-            "--no-subscribe" => subscribe = false,
-            "--delay-ms" => delay_ms = it.next().map(|v| v.parse()).transpose()?.unwrap_or(0),
-            _ => {}
-        }
-    }
-    let out = out.ok_or_else(|| anyhow::anyhow!("listener: --out is required"))?;
-    // The launcher script passes "$0" last; launcher_name_from_args reads argv[1], so take the
-    // last argument ourselves.
-    let name = args
-        .last()
-        .and_then(fnbox_extension::launcher_name)
-        .map(Ok)
-        .unwrap_or_else(launcher_name_from_args)?;
+/// Arguments of `listener`.
+#[derive(clap::Args, Debug)]
+pub struct ListenerArgs {
+    /// File the counts are written to.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Sleep this long per batch (the slow listener).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub delay_ms: u64,
+    /// Only register (and receive the invoke pushes): an extension without telemetry.
+    #[arg(long)]
+    pub no_subscribe: bool,
+    /// The launcher script's path (its `$0`); its file name is the extension's name.
+    pub launcher: PathBuf,
+}
+
+/// `listener --out FILE [--delay-ms N] [--no-subscribe] <launcher>`: a telemetry extension
+/// subscribed to the platform and function streams that counts events and sleeps N ms per
+/// batch; after every batch it rewrites FILE with `function_events total_events
+/// dropped_records unix_nanos`, the time being that of the last batch that carried function
+/// events. With `--no-subscribe` it only registers (and receives the invoke pushes): the cost
+/// of an extension without telemetry.
+pub fn listener(args: ListenerArgs) -> anyhow::Result<()> {
+    let ListenerArgs {
+        out,
+        delay_ms,
+        no_subscribe,
+        launcher,
+    } = args;
+    let subscribe = !no_subscribe;
+    let name = fnbox_extension::launcher_name(&launcher)
+        .ok_or_else(|| anyhow::anyhow!("listener: {} has no file name", launcher.display()))?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -182,8 +188,7 @@ fn line(out: &mut impl Write, i: u64) -> std::io::Result<()> {
 }
 
 /// `emit N`: prints N `[Function]` lines to stdout and exits (the line-read baseline).
-pub fn emit(args: &[String]) -> anyhow::Result<()> {
-    let n: u64 = args.first().map(|v| v.parse()).transpose()?.unwrap_or(0);
+pub fn emit(n: u64) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     for i in 0..n {

@@ -6,14 +6,10 @@
 //! cargo run -p fnbox-bench -- --smoke --debug   # tiny counts, debug binaries (what CI runs)
 //! ```
 //!
-//! Options: `--smoke` (tiny counts), `--debug` (use debug binaries), `--no-build` (do not run
-//! cargo), `--json PATH` (default `target/fnbox-bench.json`), `--only GROUP,..` (run only
-//! `warm`, `throughput`, `cold`, `telemetry`, `hot` or `memory`, for profiling).
-//!
-//! The same binary also plays the helper processes of the scenarios (hidden sub-commands):
-//! `baseline-server` (the minimal hyper server), `listener` (a no-op or slow telemetry
-//! extension), `emit-runtime` (a custom runtime printing N `[Function]` lines per invocation)
-//! and `emit` (the same lines, printed without fnbox, for the line-read baseline).
+//! The same binary also plays the helper processes of the scenarios (sub-commands the bench
+//! starts itself): `baseline-server` (the minimal hyper server), `listener` (a no-op or slow
+//! telemetry extension), `emit-runtime` (a custom runtime printing N `[Function]` lines per
+//! invocation) and `emit` (the same lines, printed without fnbox, for the line-read baseline).
 
 mod helpers;
 mod scenarios;
@@ -21,33 +17,66 @@ mod stats;
 
 use std::path::PathBuf;
 
-fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("baseline-server") => helpers::baseline_server(),
-        Some("listener") => helpers::listener(&args[1..]),
-        Some("emit-runtime") => helpers::emit_runtime(),
-        Some("emit") => helpers::emit(&args[1..]),
-        _ => {
-            let opts = Options::parse(&args)?;
-            scenarios::run(opts)
-        }
-    }
+use clap::{Parser, Subcommand};
+
+/// fnbox's benchmark: invoke overhead, cold start, concurrency, telemetry cost and memory, each
+/// next to a physical baseline measured in the same run (docs/benchmarks.md).
+#[derive(Parser, Debug)]
+#[command(
+    name = "fnbox-bench",
+    args_conflicts_with_subcommands = true,
+    subcommand_help_heading = "Helper processes (the scenarios start these themselves)"
+)]
+struct Cli {
+    #[command(flatten)]
+    options: Options,
+    #[command(subcommand)]
+    helper: Option<Helper>,
 }
 
+/// The helper processes the scenarios start (not meant to be run by hand).
+#[derive(Subcommand, Debug)]
+enum Helper {
+    /// A minimal hyper HTTP/1 server on 127.0.0.1:0 (the warm-invoke baseline); prints
+    /// `listening <addr>` and serves until killed.
+    BaselineServer,
+    /// A telemetry extension that counts events and writes the counts to --out.
+    Listener(helpers::ListenerArgs),
+    /// A FunctionGraph custom runtime printing N `[Function]` lines per `{"lines": N}` event.
+    EmitRuntime,
+    /// Prints N `[Function]` lines to stdout (the line-read baseline).
+    Emit {
+        /// How many lines.
+        #[arg(default_value_t = 0)]
+        lines: u64,
+    },
+}
+
+/// Scenario groups `--only` accepts.
+const GROUPS: [&str; 6] = ["warm", "throughput", "cold", "telemetry", "hot", "memory"];
+
 /// Command-line options of a benchmark run.
-#[derive(Debug, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct Options {
-    /// Tiny counts: proves every scenario runs, measures nothing.
+    /// Tiny counts: proves every scenario runs, measures nothing (CI runs this).
+    #[arg(long)]
     pub smoke: bool,
-    /// Use (and build) debug binaries instead of release.
+    /// Build and use debug binaries instead of release.
+    #[arg(long)]
     pub debug: bool,
-    /// Do not run cargo.
+    /// Do not run `cargo build`: use the fnbox and rust-hello binaries already in the bin dir.
+    #[arg(long)]
     pub no_build: bool,
-    /// Where the JSON goes.
+    /// Where the fnbox and rust-hello binaries are [default: the workspace's target/release,
+    /// or target/debug with --debug, where the build puts them].
+    #[arg(long, value_name = "DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Where the JSON results go.
+    #[arg(long, value_name = "PATH", default_value_os_t = helpers::target_dir().join("fnbox-bench.json"))]
     pub json: PathBuf,
-    /// Run only these scenario groups (`warm`, `throughput`, `cold`, `telemetry`, `hot`,
-    /// `memory`); all when empty. For profiling one scenario.
+    /// Run only these scenario groups (comma-separated or repeated), for profiling; all when
+    /// absent.
+    #[arg(long, value_name = "GROUP,..", value_delimiter = ',', value_parser = GROUPS)]
     pub only: Vec<String>,
 }
 
@@ -56,45 +85,113 @@ impl Options {
     pub fn runs(&self, name: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == name)
     }
+
+    /// `debug` or `release`.
+    pub fn profile(&self) -> &'static str {
+        if self.debug {
+            "debug"
+        } else {
+            "release"
+        }
+    }
+
+    /// The directory holding the fnbox and rust-hello binaries.
+    pub fn bin_dir(&self) -> PathBuf {
+        self.bin_dir
+            .clone()
+            .unwrap_or_else(|| helpers::target_dir().join(self.profile()))
+    }
 }
 
-impl Options {
-    fn parse(args: &[String]) -> anyhow::Result<Self> {
-        let mut opts = Options {
-            smoke: false,
-            debug: false,
-            no_build: false,
-            json: helpers::target_dir().join("fnbox-bench.json"),
-            only: Vec::new(),
-        };
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            match a.as_str() {
-                "--smoke" => opts.smoke = true,
-                "--debug" => opts.debug = true,
-                "--no-build" => opts.no_build = true,
-                "--json" => {
-                    opts.json = it
-                        .next()
-                        .ok_or_else(|| anyhow::anyhow!("--json needs a path"))?
-                        .into()
-                }
-                "--only" => opts.only.extend(
-                    it.next()
-                        .ok_or_else(|| anyhow::anyhow!("--only needs a scenario group"))?
-                        .split(',')
-                        .map(str::to_owned),
-                ),
-                "-h" | "--help" => {
-                    println!(
-                        "usage: fnbox-bench [--smoke] [--debug] [--no-build] [--json PATH] [--only GROUP,..]\n\
-                         see docs/benchmarks.md"
-                    );
-                    std::process::exit(0);
-                }
-                other => anyhow::bail!("unknown argument {other:?} (try --help)"),
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.helper {
+        Some(Helper::BaselineServer) => helpers::baseline_server(),
+        Some(Helper::Listener(args)) => helpers::listener(args),
+        Some(Helper::EmitRuntime) => helpers::emit_runtime(),
+        Some(Helper::Emit { lines }) => helpers::emit(lines),
+        None => scenarios::run(cli.options),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("fnbox-bench").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_options_parse() {
+        let cli = parse(&[
+            "--smoke",
+            "--debug",
+            "--no-build",
+            "--bin-dir",
+            "/b",
+            "--json",
+            "/o.json",
+            "--only",
+            "warm,hot",
+            "--only",
+            "cold",
+        ])
+        .unwrap();
+        let o = cli.options;
+        assert!(o.smoke && o.debug && o.no_build);
+        assert_eq!(o.bin_dir(), PathBuf::from("/b"));
+        assert_eq!(o.json, PathBuf::from("/o.json"));
+        assert_eq!(o.only, ["warm", "hot", "cold"]);
+        assert!(o.runs("hot") && !o.runs("memory"));
+        assert!(parse(&["--only", "nope"]).is_err(), "unknown group");
+        let defaults = parse(&[]).unwrap().options;
+        assert!(defaults.runs("memory"));
+        assert!(defaults.bin_dir().ends_with("release"));
+    }
+
+    #[test]
+    fn helper_subcommands_parse() {
+        match parse(&[
+            "listener",
+            "--out",
+            "/c",
+            "--delay-ms",
+            "1000",
+            "/x/extension1.sh",
+        ])
+        .unwrap()
+        .helper
+        {
+            Some(Helper::Listener(a)) => {
+                assert_eq!(a.out, PathBuf::from("/c"));
+                assert_eq!(a.delay_ms, 1000);
+                assert!(!a.no_subscribe);
+                assert_eq!(a.launcher, PathBuf::from("/x/extension1.sh"));
             }
+            other => panic!("{other:?}"),
         }
-        Ok(opts)
+        assert!(matches!(
+            parse(&["emit", "42"]).unwrap().helper,
+            Some(Helper::Emit { lines: 42 })
+        ));
+        assert!(matches!(
+            parse(&["emit-runtime"]).unwrap().helper,
+            Some(Helper::EmitRuntime)
+        ));
+        assert!(matches!(
+            parse(&["baseline-server"]).unwrap().helper,
+            Some(Helper::BaselineServer)
+        ));
+        assert!(
+            parse(&["--smoke", "emit"]).is_err(),
+            "options belong to a run"
+        );
     }
 }

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{json, Value};
 
-use crate::helpers::{target_dir, workspace_root};
+use crate::helpers::workspace_root;
 use crate::stats::p50_p99;
 use crate::Options;
 
@@ -80,7 +80,7 @@ struct Bins {
 }
 
 pub fn run(opts: Options) -> anyhow::Result<()> {
-    let profile = if opts.debug { "debug" } else { "release" };
+    let profile = opts.profile();
     if !opts.no_build {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
@@ -95,7 +95,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
             bail!("cargo build failed: {st}");
         }
     }
-    let dir = target_dir().join(profile);
+    let dir = opts.bin_dir();
     let bins = Bins {
         fnbox: dir.join("fnbox"),
         rust_hello: dir.join("rust-hello"),
@@ -103,7 +103,10 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     };
     for b in [&bins.fnbox, &bins.rust_hello] {
         if !b.is_file() {
-            bail!("{} is missing (run without --no-build)", b.display());
+            bail!(
+                "{} is missing (run without --no-build, or point --bin-dir at the binaries)",
+                b.display()
+            );
         }
     }
     let counts = Counts::new(opts.smoke);

@@ -1,13 +1,41 @@
 //! The benchmark's smoke mode runs end to end in debug (CI runs this so the benchmark cannot
-//! rot). It asserts that every row is printed, never a timing.
+//! rot). It asserts that every row is printed, never a timing. It uses the binaries cargo has
+//! already built (no nested `cargo build`): the bench itself, and `fnbox` and `rust-hello`
+//! next to it in the profile directory.
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// The profile directory (`target/debug` or `target/release`) of this build: the bench binary
+/// cargo built for this test lives there, and so do `fnbox` and `rust-hello` once built.
+fn bin_dir() -> PathBuf {
+    let bench = PathBuf::from(env!("CARGO_BIN_EXE_fnbox-bench"));
+    bench
+        .parent()
+        .expect("the bench binary is in a directory")
+        .to_path_buf()
+}
 
 #[test]
 fn smoke_run_prints_every_row() {
+    let dir = bin_dir();
+    for bin in ["fnbox", "rust-hello"] {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: this test uses the workspace's binaries as cargo built them; run \
+             `cargo build --workspace` (with --release for a --release test run) first: \
+             `cargo test` alone builds only the binaries of the packages it tests, not \
+             examples/rust-hello's",
+            dir.join(bin).display()
+        );
+    }
     let json = tempfile::NamedTempFile::new().expect("temp file");
     let out = Command::new(env!("CARGO_BIN_EXE_fnbox-bench"))
-        .args(["--smoke", "--debug", "--json"])
+        .args(["--smoke", "--no-build", "--bin-dir"])
+        .arg(&dir)
+        // Only labels the JSON: the binaries are those of this build's profile.
+        .args(cfg!(debug_assertions).then_some("--debug"))
+        .arg("--json")
         .arg(json.path())
         .output()
         .expect("run fnbox-bench");

@@ -20,7 +20,7 @@ use fnbox_wire::front::{
 };
 use http_body_util::{BodyExt, Full};
 
-use crate::ExitCode;
+use crate::MainError;
 
 /// `--log-type`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -80,7 +80,12 @@ fn status_ref(args: &InvokeArgs) -> String {
 }
 
 /// Polls the status route until the invocation is done.
-async fn wait_for(client: &Client, server: &str, args: &InvokeArgs, request_id: &str) -> ExitCode {
+async fn wait_for(
+    client: &Client,
+    server: &str,
+    args: &InvokeArgs,
+    request_id: &str,
+) -> Result<(), MainError> {
     let path = paths::fg_async_status(
         values::PROJECT_ID,
         &encode_segment(&status_ref(args)),
@@ -91,77 +96,61 @@ async fn wait_for(client: &Client, server: &str, args: &InvokeArgs, request_id: 
         if let Some(t) = &args.token {
             req = req.header(headers::AUTH_TOKEN, t.as_str());
         }
-        let req = match req.body(Full::new(Bytes::new())) {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: cannot build the request: {e}");
-                return ExitCode::Usage;
-            }
-        };
-        let (status, body) = match client.request(req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                match resp.into_body().collect().await {
-                    Ok(b) => (status, b.to_bytes()),
-                    Err(e) => {
-                        eprintln!(
-                            "error: fnbox serve at {server} broke off its answer: {}",
-                            error_chain(&e)
-                        );
-                        return ExitCode::Internal;
-                    }
-                }
-            }
-            Err(e) => {
-                eprintln!(
-                    "error: cannot reach fnbox serve at {server}: {} (request '{request_id}' stays queued)",
-                    error_chain(&e)
-                );
-                return ExitCode::Internal;
-            }
-        };
+        let req = req.body(Full::new(Bytes::new()))?;
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|e| MainError::Unreachable {
+                server: server.to_string(),
+                hint: format!("request '{request_id}' stays queued"),
+                source: e.into(),
+            })?;
+        let status = resp.status();
+        let body = collect(resp.into_body(), server).await?;
         if !status.is_success() {
-            let msg = serde_json::from_slice::<FssError>(&body)
+            let message = serde_json::from_slice::<FssError>(&body)
                 .map(|e| format!("{}: {}", e.error_code, e.error_msg))
                 .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
-            eprintln!(
-                "error: status of request '{request_id}': fnbox serve answered {status}: {msg}"
-            );
-            return if status.is_client_error() {
-                ExitCode::Usage
-            } else {
-                ExitCode::Internal
-            };
+            return Err(MainError::StatusRefused {
+                request_id: request_id.to_string(),
+                status,
+                message,
+            });
         }
-        let v: serde_json::Value = match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("error: status of request '{request_id}' is not JSON: {e}");
-                return ExitCode::Internal;
-            }
-        };
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|source| MainError::StatusNotJson {
+                request_id: request_id.to_string(),
+                source,
+            })?;
         let text = |k: &str| v[k].as_str().map(str::to_string);
         match v["state"].as_str() {
             Some("succeeded") => {
-                let mut stdout = std::io::stdout().lock();
-                let _ = stdout.write_all(text("result").unwrap_or_default().as_bytes());
-                let _ = stdout.write_all(b"\n");
-                let _ = stdout.flush();
-                return ExitCode::Ok;
+                let result = text("result").unwrap_or_default();
+                return Ok(crate::result::show(request_id, result.as_bytes(), false)?);
             }
             Some("failed") => {
                 if let Some(err) = text("error") {
                     println!("{err}");
                 }
-                eprintln!(
-                    "error: request '{request_id}' failed after {} attempt(s): {}",
-                    v["attempts"],
-                    text("last_error").unwrap_or_else(|| "unknown error".into())
-                );
-                return ExitCode::FunctionFailed;
+                return Err(MainError::AsyncFailed {
+                    request_id: request_id.to_string(),
+                    attempts: v["attempts"].to_string(),
+                    last_error: text("last_error").unwrap_or_else(|| "unknown error".into()),
+                });
             }
             _ => tokio::time::sleep(POLL).await,
         }
+    }
+}
+
+/// Reads a whole response body.
+async fn collect(body: hyper::body::Incoming, server: &str) -> Result<Bytes, MainError> {
+    match body.collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(MainError::BrokenAnswer {
+            server: server.to_string(),
+            source: e.into(),
+        }),
     }
 }
 
@@ -178,65 +167,37 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
-fn read_event(args: &InvokeArgs) -> Result<Bytes, String> {
+fn read_event(args: &InvokeArgs) -> Result<Bytes, MainError> {
     match (&args.event, &args.event_file) {
         (Some(e), _) => Ok(Bytes::from(e.clone())),
         (None, Some(path)) if path.as_os_str() == "-" => {
             let mut buf = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut buf)
-                .map_err(|e| format!("cannot read the event from stdin: {e}"))?;
+                .map_err(MainError::EventStdin)?;
             Ok(Bytes::from(buf))
         }
-        (None, Some(path)) => std::fs::read(path)
-            .map(Bytes::from)
-            .map_err(|e| format!("cannot read event file {}: {e}", path.display())),
+        (None, Some(path)) => {
+            std::fs::read(path)
+                .map(Bytes::from)
+                .map_err(|source| MainError::EventFile {
+                    path: path.clone(),
+                    source,
+                })
+        }
         (None, None) => Ok(Bytes::from_static(b"{}")),
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cur = s.source();
-    }
-    out
-}
-
-fn describe_function_error(body: &[u8]) -> String {
-    match serde_json::from_slice::<fnbox_wire::fg::ErrorBody>(body) {
-        Ok(b) if !b.error_type.is_empty() || !b.error_message.is_empty() => {
-            format!("{}: {}", b.error_type, b.error_message)
-        }
-        _ => String::from_utf8_lossy(body).into_owned(),
-    }
-}
-
-pub async fn invoke(args: InvokeArgs) -> ExitCode {
-    let event = match read_event(&args) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
+pub async fn invoke(args: InvokeArgs) -> Result<(), MainError> {
+    let event = read_event(&args)?;
     let server = args.server.trim_end_matches('/');
     match server.parse::<http::Uri>() {
         Ok(u) if u.scheme_str() == Some("http") && u.host().is_some() => {}
         Ok(u) if u.scheme_str() == Some("https") => {
-            eprintln!("error: --server {server}: https is not supported; fnbox serve speaks plain HTTP on loopback");
-            return ExitCode::Usage;
+            return Err(MainError::Https(server.to_string()))
         }
-        _ => {
-            eprintln!("error: --server {server}: expected a URL like http://127.0.0.1:8000");
-            return ExitCode::Usage;
-        }
+        _ => return Err(MainError::ServerUrl(server.to_string())),
     }
     let function = encode_segment(&args.function);
     let path = if args.lambda {
@@ -264,36 +225,19 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
     if let Some(t) = &args.token {
         req = req.header(headers::AUTH_TOKEN, t.as_str());
     }
-    let req = match req.body(Full::new(event)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot build the request: {e}");
-            return ExitCode::Usage;
-        }
-    };
+    let req = req.body(Full::new(event))?;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let resp = match client.request(req).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!(
-                "error: cannot reach fnbox serve at {server}: {} (is `fnbox serve` running there?)",
-                error_chain(&e)
-            );
-            return ExitCode::Internal;
-        }
-    };
+    let resp = client
+        .request(req)
+        .await
+        .map_err(|e| MainError::Unreachable {
+            server: server.to_string(),
+            hint: "is `fnbox serve` running there?".to_string(),
+            source: e.into(),
+        })?;
     let (parts, body) = resp.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            eprintln!(
-                "error: fnbox serve at {server} broke off its answer: {}",
-                error_chain(&e)
-            );
-            return ExitCode::Internal;
-        }
-    };
+    let body = collect(body, server).await?;
     let h = &parts.headers;
     let log_header = if args.lambda {
         lambda_headers::LOG_RESULT
@@ -309,6 +253,7 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
                     let _ = err.write_all(b"\n");
                 }
             }
+            // Not an error of the invocation: the result is still shown and decides the exit.
             Err(e) => eprintln!("warning: the log tail is not valid base64: {e}"),
         }
     }
@@ -330,34 +275,20 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
                 .ok()
                 .and_then(|v| v["request_id"].as_str().map(str::to_string))
         };
-        let Some(id) = id.filter(|i| i != "?") else {
-            eprintln!("error: fnbox serve accepted the invocation but sent no request id");
-            return ExitCode::Internal;
-        };
+        let id = id.filter(|i| i != "?").ok_or(MainError::NoRequestId)?;
         if !args.wait {
             println!("{id}");
-            return ExitCode::Ok;
+            return Ok(());
         }
         eprintln!("accepted: request '{id}'; waiting for it");
         return wait_for(&client, server, &args, &id).await;
     }
     if status.is_success() {
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout.write_all(&body);
-        let _ = stdout.write_all(b"\n");
-        let _ = stdout.flush();
         let func_err = h
             .get(headers::IS_FUNC_ERR)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
             || h.contains_key(lambda_headers::FUNCTION_ERROR);
-        if func_err {
-            eprintln!(
-                "error: request '{request_id}' failed: {}",
-                describe_function_error(&body)
-            );
-            return ExitCode::FunctionFailed;
-        }
-        return ExitCode::Ok;
+        return Ok(crate::result::show(&request_id, &body, func_err)?);
     }
     // An error of the front door.
     let (code, message) = if let Ok(e) = serde_json::from_slice::<FssError>(&body) {
@@ -372,12 +303,9 @@ pub async fn invoke(args: InvokeArgs) -> ExitCode {
     } else {
         (String::new(), String::from_utf8_lossy(&body).into_owned())
     };
-    eprintln!("error: fnbox serve answered {status}: {code}: {message}");
-    match status.as_u16() {
-        408 => ExitCode::FunctionFailed,
-        500 if code == "FSS.1404" || code == "FSS.1405" => ExitCode::InitFailed,
-        429 => ExitCode::Internal,
-        400..=499 => ExitCode::Usage,
-        _ => ExitCode::Internal,
-    }
+    Err(MainError::Refused {
+        status,
+        code,
+        message,
+    })
 }

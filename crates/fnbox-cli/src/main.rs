@@ -1,8 +1,11 @@
 //! `fnbox`: the command line. Parses arguments, loads packages, and hands everything else to
-//! the engine; errors map to the documented exit codes in one place ([`ExitCode`]).
+//! the engine. Subcommands return [`MainError`]; [`main`] alone prints it and maps it to the
+//! documented exit code ([`ExitCode`]).
 
 mod echo;
+mod error;
 mod invoke;
+mod result;
 mod run;
 mod serve;
 
@@ -10,21 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-/// Documented exit codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ExitCode {
-    /// Everything worked.
-    Ok = 0,
-    /// A function invocation failed (handler error, timeout, crash, out of memory).
-    FunctionFailed = 1,
-    /// Bad usage or an invalid package (nothing was started).
-    Usage = 2,
-    /// The function could not be initialised (after 3 attempts).
-    InitFailed = 3,
-    /// fnbox itself failed (I/O, internal error).
-    Internal = 4,
-}
+pub use error::{ExitCode, InvocationFailure, MainError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -93,45 +82,44 @@ fn main() -> ProcessExit {
         )
         .with_writer(std::io::stderr)
         .init();
-    let code = match cli.command {
+    let result = match cli.command {
         Command::Validate { package } => validate(&package),
         Command::Run(args) => block_on(run::run(args)),
         Command::Serve(args) => block_on(serve::serve(args)),
         Command::Invoke(args) => block_on(invoke::invoke(args)),
     };
+    // The one place where an error is printed and becomes an exit code.
+    let code = match result {
+        Ok(()) => ExitCode::Ok,
+        Err(e) => {
+            for line in e.lines() {
+                eprintln!("{line}");
+            }
+            e.exit_code()
+        }
+    };
     ProcessExit::from(code as u8)
 }
 
-fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
-    match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt.block_on(f),
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            ExitCode::Internal
-        }
-    }
+fn block_on(f: impl std::future::Future<Output = Result<(), MainError>>) -> Result<(), MainError> {
+    tokio::runtime::Runtime::new()
+        .map_err(MainError::Runtime)?
+        .block_on(f)
 }
 
-fn validate(package: &std::path::Path) -> ExitCode {
-    match fnbox_package::load(package) {
-        Ok(p) => {
-            let c = &p.config;
-            println!(
-                "{}: ok: function '{}' ({}), runtime {}, handler {}, memory {} MB, timeout {} s, {} extension(s)",
-                package.display(),
-                c.func_name,
-                c.urn(),
-                c.runtime_name,
-                c.handler,
-                c.memory_size,
-                c.timeout,
-                p.extensions.len()
-            );
-            ExitCode::Ok
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::Usage
-        }
-    }
+fn validate(package: &std::path::Path) -> Result<(), MainError> {
+    let p = fnbox_package::load(package)?;
+    let c = &p.config;
+    println!(
+        "{}: ok: function '{}' ({}), runtime {}, handler {}, memory {} MB, timeout {} s, {} extension(s)",
+        package.display(),
+        c.func_name,
+        c.urn(),
+        c.runtime_name,
+        c.handler,
+        c.memory_size,
+        c.timeout,
+        p.extensions.len()
+    );
+    Ok(())
 }

@@ -11,7 +11,7 @@ use fnbox_serve::config::{check_token, parse_listen, DEFAULT_LISTEN};
 use fnbox_serve::{FunctionSpec, Registry, ServeFile, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{ExitCode, MemoryModeArg};
+use crate::{MainError, MemoryModeArg};
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
@@ -41,36 +41,33 @@ pub struct ServeArgs {
     pub memory_mode: MemoryModeArg,
 }
 
-/// `500ms`, `2s`, `1m`, `1h`, or a number of seconds.
+/// Longest `--async-retry-delay`: a day.
+const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(86_400);
+
+/// `--async-retry-delay`: what `humantime` accepts (`500ms`, `2s`, `1m`, `1h 30m`, …), or a
+/// bare number of seconds (`90`, `0.5`); more than 0, at most 24 h. clap names the flag and the
+/// value in front of the message.
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m)"))?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "" | "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("{s:?}: unknown unit {unit:?} (ms, s, m, h)")),
+    let d = match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_RETRY_DELAY.as_secs_f64() => {
+            std::time::Duration::from_secs_f64(secs)
+        }
+        Ok(_) => return Err(format!("{s:?} is out of range (more than 0, at most 24h)")),
+        Err(_) => humantime::parse_duration(s)
+            .map_err(|e| format!("{s:?} is not a duration (e.g. 500ms, 2s, 1m): {e}"))?,
     };
-    if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 {
+    if d.is_zero() || d > MAX_RETRY_DELAY {
         return Err(format!("{s:?} is out of range (more than 0, at most 24h)"));
     }
-    Ok(std::time::Duration::from_secs_f64(secs))
+    Ok(d)
 }
 
-fn memory_controller(mode: MemoryModeArg) -> Result<MemoryController, String> {
+fn memory_controller(mode: MemoryModeArg) -> Result<MemoryController, MainError> {
     Ok(match mode {
         MemoryModeArg::Auto => MemoryController::detect(),
         MemoryModeArg::Rss => MemoryController::rss_sampling("--memory-mode rss"),
-        MemoryModeArg::Cgroup => {
-            MemoryController::cgroup().map_err(|e| format!("--memory-mode cgroup: {e}"))?
-        }
+        MemoryModeArg::Cgroup => MemoryController::cgroup().map_err(MainError::Cgroup)?,
     })
 }
 
@@ -81,17 +78,17 @@ struct Settings {
     functions: Vec<FunctionSpec>,
 }
 
-fn settings(args: &ServeArgs) -> Result<Settings, String> {
+fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
     let file = match &args.config {
-        Some(path) => ServeFile::load(path).map_err(|e| e.to_string())?,
+        Some(path) => ServeFile::load(path)?,
         None => ServeFile::default(),
     };
     let listen = match &args.listen {
-        Some(v) => parse_listen(v, "--listen").map_err(|e| e.to_string())?,
+        Some(v) => parse_listen(v, "--listen")?,
         None => file.listen.unwrap_or(DEFAULT_LISTEN),
     };
     if let Some(t) = &args.token {
-        check_token(t).map_err(|m| format!("--token: {m}"))?;
+        check_token(t).map_err(MainError::Token)?;
     }
     let token = args.token.clone().or(file.token);
     let mut functions = file.functions;
@@ -103,33 +100,13 @@ fn settings(args: &ServeArgs) -> Result<Settings, String> {
     })
 }
 
-pub async fn serve(args: ServeArgs) -> ExitCode {
+pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     // From here on SIGINT/SIGTERM are ours: they start the graceful shutdown (a signal that
     // arrives while starting up is kept and handled as soon as serving begins).
-    let (mut sigterm, mut sigint) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(t), Ok(i)) => (t, i),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: cannot install signal handlers: {e}");
-            return ExitCode::Internal;
-        }
-    };
-    let settings = match settings(&args) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
-    let memory = match memory_controller(args.memory_mode) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::Usage;
-        }
-    };
+    let mut sigterm = signal(SignalKind::terminate()).map_err(MainError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(MainError::Signals)?;
+    let settings = settings(&args)?;
+    let memory = memory_controller(args.memory_mode)?;
     memory.cleanup_stale();
     let memory_line = memory.describe();
     let (network, network_line) =
@@ -139,40 +116,29 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(crate::echo::stderr_echo(true));
     let engine = Engine::new(config);
-    let registry = match Registry::load(&engine, &settings.functions) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            engine.shutdown(std::time::Duration::from_secs(1)).await;
-            return ExitCode::Usage;
-        }
+    // Until the server owns the engine, a failure shuts the engine down before it is returned.
+    let started = async {
+        let registry = Registry::load(&engine, &settings.functions)?;
+        // The durable async queue: opened before binding, so a bad data dir fails fast.
+        let store = fnbox_async::AsyncStore::open(&args.data_dir)?;
+        // Bind before any instance starts, so a busy port fails fast and nothing is left running.
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| MainError::Listen {
+                addr: settings.listen,
+                source,
+            })?;
+        Ok::<_, MainError>((registry, store, listener))
     };
-    // The durable async queue: opened before binding, so a bad data dir fails fast.
-    let store = match fnbox_async::AsyncStore::open(&args.data_dir) {
+    let (registry, store, listener) = match started.await {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
             engine.shutdown(std::time::Duration::from_secs(1)).await;
-            return ExitCode::Usage;
+            return Err(e);
         }
     };
     let counts = store.counts().await.unwrap_or_default();
-    // Bind before any instance starts, so a busy port fails fast and nothing is left running.
-    let listener = match tokio::net::TcpListener::bind(settings.listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("error: cannot listen on {}: {e}", settings.listen);
-            engine.shutdown(std::time::Duration::from_secs(1)).await;
-            return ExitCode::Internal;
-        }
-    };
-    let addr = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("error: cannot read the bound address: {e}");
-            return ExitCode::Internal;
-        }
-    };
+    let addr = listener.local_addr().map_err(MainError::LocalAddr)?;
 
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{memory_line}");
@@ -207,18 +173,12 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
     let async_options = fnbox_serve::AsyncOptions {
         retry_delay: args.async_retry_delay,
     };
-    let server =
-        match Server::new(engine, registry, settings.token).with_async(store, &async_options) {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::Usage;
-            }
-        };
+    let server = Server::new(engine, registry, settings.token)
+        .with_async(store, &async_options)
+        .map_err(MainError::AsyncSetup)?;
     if let Err(e) = server.start().await {
-        eprintln!("error: {e}");
         server.stop().await;
-        return ExitCode::InitFailed;
+        return Err(e.into());
     }
     println!(
         "invoke: POST http://{addr}/v2/<project_id>/fgs/functions/<urn>/invocations (FunctionGraph), POST http://{addr}/2015-03-31/functions/<name>/invocations (Lambda)"
@@ -232,14 +192,42 @@ pub async fn serve(args: ServeArgs) -> ExitCode {
         };
         eprintln!("fnbox serve: {which}: shutting down (in-flight invocations finish or time out)");
     };
-    match server.run(listener, shutdown).await {
-        Ok(()) => {
-            eprintln!("fnbox serve: stopped");
-            ExitCode::Ok
+    server
+        .run(listener, shutdown)
+        .await
+        .map_err(MainError::FrontDoor)?;
+    eprintln!("fnbox serve: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::parse_duration;
+
+    #[test]
+    fn durations_with_units_and_bare_seconds_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 90 "), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+    }
+
+    #[test]
+    fn bad_durations_name_the_value() {
+        for bad in ["", "soon", "5x", "ms"] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains(&format!("{bad:?}")), "{bad}: {e}");
+            assert!(e.contains("is not a duration"), "{bad}: {e}");
         }
-        Err(e) => {
-            eprintln!("error: the front door failed: {e}");
-            ExitCode::Internal
+        for out_of_range in ["0", "0s", "-1", "25h", "86401"] {
+            let e = parse_duration(out_of_range).unwrap_err();
+            assert!(e.contains("out of range"), "{out_of_range}: {e}");
         }
     }
 }

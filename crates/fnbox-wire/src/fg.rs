@@ -162,6 +162,27 @@ pub const EXTENSION_PORTS: std::ops::RangeInclusive<u16> = 8081..=8090;
 /// Most extensions one function may have.
 pub const MAX_EXTENSIONS: usize = 10;
 
+/// The log line FunctionGraph writes before an invocation's output:
+/// `Start invoke request '<id>', version: <version>` (no newline).
+pub fn start_invoke_line(request_id: &str, version: &str) -> String {
+    format!("Start invoke request '{request_id}', version: {version}")
+}
+
+/// The report line FunctionGraph writes after an invocation's output (no newline): duration in
+/// ms with 3 decimals, billed whole ms, measured peak memory in MB with 3 decimals, configured
+/// memory in MB. `fnbox run` prints it and `fnbox serve` ends the log tail with it.
+pub fn finish_invoke_line(
+    request_id: &str,
+    duration_ms: f64,
+    billing_duration_ms: u64,
+    memory_used_mb: f64,
+    memory_size_mb: u32,
+) -> String {
+    format!(
+        "Finish invoke request '{request_id}', duration: {duration_ms:.3}ms, billing duration: {billing_duration_ms}ms, memory used: {memory_used_mb:.3}MB, billing memory: {memory_size_mb}MB"
+    )
+}
+
 /// Removes trailing commas before `}` or `]` outside strings, so the documented subscription
 /// example (which has one) parses. Anything else is left as is for serde to judge.
 pub fn strip_trailing_commas(input: &str) -> String {
@@ -215,6 +236,18 @@ mod tests {
     fn commas_inside_strings_are_kept() {
         let s = r#"{"a": "x,}", "b": [1,2,],}"#;
         assert_eq!(strip_trailing_commas(s), r#"{"a": "x,}", "b": [1,2]}"#);
+    }
+
+    #[test]
+    fn invoke_log_lines_have_the_platform_text() {
+        assert_eq!(
+            start_invoke_line("49cd6f7c", "latest"),
+            "Start invoke request '49cd6f7c', version: latest"
+        );
+        assert_eq!(
+            finish_invoke_line("49cd6f7c", 6.8774, 7, 0.5, 128),
+            "Finish invoke request '49cd6f7c', duration: 6.877ms, billing duration: 7ms, memory used: 0.500MB, billing memory: 128MB"
+        );
     }
 
     #[test]

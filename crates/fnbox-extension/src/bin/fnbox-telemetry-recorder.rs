@@ -27,7 +27,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use fnbox_extension::events::names;
 use fnbox_extension::{
@@ -458,35 +457,12 @@ fn clean(s: &str, max: usize) -> String {
 
 /// The current UTC time as the platform writes it (RFC 3339, milliseconds, `Z`).
 fn utc_now() -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    rfc3339_millis(now.as_secs(), now.subsec_millis())
+    rfc3339_millis(chrono::Utc::now())
 }
 
-fn rfc3339_millis(unix_secs: u64, millis: u32) -> String {
-    let (days, rem) = (unix_secs / 86_400, unix_secs % 86_400);
-    let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// `2023-11-14T22:13:20.007Z`: milliseconds always, `Z` for UTC.
+fn rfc3339_millis(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 #[cfg(test)]
@@ -630,10 +606,13 @@ mod tests {
 
     #[test]
     fn utc_times_are_formatted_like_the_platform() {
-        assert_eq!(rfc3339_millis(0, 0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(rfc3339_millis(1_700_000_000, 7), "2023-11-14T22:13:20.007Z");
-        assert_eq!(rfc3339_millis(951_782_400, 999), "2000-02-29T00:00:00.999Z");
-        assert_eq!(rfc3339_millis(1_798_675_200, 0), "2026-12-31T00:00:00.000Z");
+        let at = |secs: i64, millis: u32| {
+            rfc3339_millis(chrono::DateTime::from_timestamp(secs, millis * 1_000_000).unwrap())
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(1_700_000_000, 7), "2023-11-14T22:13:20.007Z");
+        assert_eq!(at(951_782_400, 999), "2000-02-29T00:00:00.999Z");
+        assert_eq!(at(1_798_675_200, 0), "2026-12-31T00:00:00.000Z");
         assert_eq!(utc_now().len(), 24);
     }
 }

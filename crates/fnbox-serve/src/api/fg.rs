@@ -107,16 +107,16 @@ async fn invoke_sync(
 /// The invocation's log as FunctionGraph shows it, last 4 KiB.
 fn log_tail(done: &Completed) -> String {
     let s = &done.summary;
-    let mut text = format!(
-        "Start invoke request '{}', version: {}\n",
-        done.request_id,
-        values::LATEST
-    );
+    let mut text = fnbox_wire::fg::start_invoke_line(&done.request_id, values::LATEST) + "\n";
     push_log_lines(&mut text, done);
-    text.push_str(&format!(
-        "Finish invoke request '{}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB\n",
-        done.request_id, s.duration, s.billing_duration, s.memory_used, s.memory_size
+    text.push_str(&fnbox_wire::fg::finish_invoke_line(
+        &done.request_id,
+        s.duration,
+        s.billing_duration,
+        s.memory_used,
+        s.memory_size,
     ));
+    text.push('\n');
     render::log_tail(&text)
 }
 
