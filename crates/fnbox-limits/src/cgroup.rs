@@ -401,6 +401,7 @@ fn remove_group_dir(dir: &Path, version: Version) -> bool {
                     kill_all(dir, version);
                     since_kill = Duration::ZERO;
                 }
+                #[allow(clippy::disallowed_methods)] // synchronous on purpose, see above
                 thread::sleep(RMDIR_STEP);
                 waited += RMDIR_STEP;
                 since_kill += RMDIR_STEP;

@@ -158,6 +158,7 @@ impl Sampler {
             // This is the sampler's own dedicated thread, never a tokio worker: sleeping here
             // is the whole point of the thread (a fixed sampling period), and nothing else
             // waits on it.
+            #[allow(clippy::disallowed_methods)] // the sampler's own thread, see above
             thread::sleep(SAMPLE_INTERVAL);
             let targets: Vec<Arc<dyn SampleTarget>> = {
                 let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
