@@ -13,7 +13,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fnbox_engine::{Answer, InvokeRequest, InvokeResult, PoolError};
 use fnbox_wire::front::InvokeSummary;
-use tokio_util::task::TaskTracker;
 
 use crate::api::error::FrontError;
 use crate::registry::Served;
@@ -28,21 +27,14 @@ pub struct Completed {
     /// Duration and memory, as the engine measured them at the answer.
     pub summary: InvokeSummary,
     /// The runtime's lines up to its answer.
-    pub log: Option<Vec<String>>,
+    pub log: Vec<String>,
     /// The function's timeout, seconds.
     pub timeout_secs: u32,
 }
 
-/// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer.
-///
-/// `_tracker` and `_want_log` are kept for the routers' call sites: the pool owns the
-/// invocation's task, and every answer carries its log.
-pub async fn invoke(
-    _tracker: &TaskTracker,
-    served: &Arc<Served>,
-    event: Bytes,
-    _want_log: bool,
-) -> Result<Completed, FrontError> {
+/// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer
+/// (which carries the log so far, for `X-Cff-Log-Type: tail` / `X-Amz-Log-Type: Tail`).
+pub async fn invoke(served: &Arc<Served>, event: Bytes) -> Result<Completed, FrontError> {
     let req = InvokeRequest::sync(event);
     let request_id = req.request_id.clone();
     let timeout_secs = served.function().package().config.timeout;
@@ -66,7 +58,7 @@ fn complete(a: Answer, timeout_secs: u32) -> Completed {
             memory_size: m.memory_size_mb,
             memory_used: m.memory_used_mb,
         },
-        log: Some(a.log),
+        log: a.log,
         timeout_secs,
     }
 }

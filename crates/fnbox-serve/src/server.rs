@@ -13,9 +13,8 @@
 //! 3. every pool closes at once: requests not yet on an instance get 503 (FSS.0503), in-flight
 //!    invocations finish or time out (each within its own deadline), then every instance shuts
 //!    down (SIGTERM, telemetry flushed, SIGKILL after the grace period);
-//! 4. the invocation tasks that outlived their HTTP answer (extension pushes, reports, async
-//!    attempts) end;
-//! 5. the engine's own tasks end ([`Engine::shutdown`]).
+//! 4. the engine's tasks end ([`Engine::shutdown`]), among them what outlived an invocation's
+//!    HTTP answer (extension pushes, reports); the pools already waited for the invocations.
 //!
 //! Steps 1 and 3 are bounded by the longest function timeout plus margins; a drain that
 //! overruns is cut off with a warning instead of hanging.
@@ -197,14 +196,9 @@ impl Server {
     pub async fn stop(&self) {
         self.stop_worker().await;
         self.state.registry.shutdown().await;
+        // Invocation tasks that outlived their HTTP answer (extensions finishing, reports,
+        // async attempts) belong to the engine; the pools above waited for them.
         let grace = self.engine.config().shutdown_grace + Duration::from_secs(1);
-        self.state.invocations.close();
-        if tokio::time::timeout(grace, self.state.invocations.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("invocations still finishing after the grace period");
-        }
         self.engine.shutdown(grace).await;
     }
 }

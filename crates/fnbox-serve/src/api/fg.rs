@@ -100,7 +100,7 @@ async fn invoke_sync(
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }
-    let done = invoke(&state.invocations, &served, event, want_tail).await?;
+    let done = invoke(&served, event).await?;
     Ok(render(&done, version, want_tail))
 }
 

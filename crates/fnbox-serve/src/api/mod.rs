@@ -34,7 +34,6 @@ use axum::Router;
 use fnbox_async::AsyncStore;
 use fnbox_wire::front::headers;
 use http::HeaderMap;
-use tokio_util::task::TaskTracker;
 
 use crate::registry::Registry;
 use error::{Fg, FrontError, Lambda};
@@ -45,8 +44,6 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     /// `--token`.
     token: Option<String>,
-    /// Owns every invocation task (shutdown waits for them).
-    pub invocations: TaskTracker,
     /// The durable asynchronous queue, when the server has one (`fnbox serve` always does;
     /// without it the async routes answer 501).
     pub queue: OnceLock<AsyncStore>,
@@ -58,7 +55,6 @@ impl AppState {
         Self {
             registry,
             token,
-            invocations: TaskTracker::new(),
             queue: OnceLock::new(),
         }
     }

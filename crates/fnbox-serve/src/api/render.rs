@@ -74,7 +74,7 @@ pub(crate) fn insert_text(h: &mut HeaderMap, name: &'static str, value: &str) {
 /// Appends the invocation's log lines, each ended by a newline, to `text` (the dialect's
 /// opening line).
 pub(crate) fn push_log_lines(text: &mut String, done: &Completed) {
-    for line in done.log.iter().flatten() {
+    for line in &done.log {
         text.push_str(line);
         text.push('\n');
     }
@@ -106,7 +106,7 @@ mod tests {
                 memory_size: 128,
                 memory_used: 1.0,
             },
-            log: Some(vec!["a".into(), "b".into()]),
+            log: vec!["a".into(), "b".into()],
             timeout_secs: 3,
         }
     }
