@@ -23,6 +23,5 @@ echo "== conformance: built in $(( $(date +%s) - start ))s"
 if [ "${SKIP_TESTS:-}" = 1 ]; then exit 0; fi
 export FNBOX_CONFORMANCE_BIN="$here/target/release"
 export FNBOX_CONFORMANCE_PYTHON="$here/.venv/bin/python"
-export FNBOX_CONFORMANCE_REQUIRED=1
 cd "$root"
-cargo test -p fnbox-lambda --test conformance -- --test-threads=1
+cargo test -p fnbox-lambda --test conformance -- --ignored --test-threads=1

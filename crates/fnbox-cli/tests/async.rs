@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fnbox_testkit::serve::{invoke, processes_in, Serve};
-use fnbox_testkit::{http_request, process_alive, FixturePackage};
+use fnbox_testkit::{http, process_alive, FixturePackage};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
@@ -36,8 +36,9 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         .enable_all()
         .build()
         .unwrap();
-    rt.block_on(http_request(addr, "GET", path, &[], ""))
+    rt.block_on(http::get(addr, path))
         .expect("GET")
+        .status_text()
 }
 
 fn status_of(addr: SocketAddr, function: &str, id: &str) -> Value {
@@ -376,15 +377,14 @@ done
     let ids: Vec<String> = rt.block_on(async move {
         let mut ids = Vec::new();
         for i in 0..N {
-            let (code, body) = http_request(
+            let (code, body) = http::post(
                 addr,
-                "POST",
                 "/v2/p/fgs/functions/sleepy/invocations-async",
-                &[],
-                &format!(r#"{{"i":{i}}}"#),
+                format!(r#"{{"i":{i}}}"#),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .status_text();
             assert_eq!(code, 202, "{body}");
             ids.push(json(&body)["request_id"].as_str().unwrap().to_string());
         }

@@ -6,7 +6,8 @@
 //! - after a SIGKILL of `fnbox serve`, the instances' namespaces survive with their processes
 //!   until the next `fnbox serve` starts and cleans up (cgroup memory mode), then are gone.
 //!
-//! Skipped (with a message) where network namespaces cannot be created.
+//! Fails, saying what to enable, where network namespaces cannot be created or (for the
+//! restart check) memory limits are not in cgroup mode: CI runs as root on Linux with both.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
@@ -15,25 +16,26 @@ use std::time::{Duration, Instant};
 use fnbox_engine::netns::{namespace_inodes, namespace_of, probe};
 use fnbox_testkit::recorder::telemetry_example;
 use fnbox_testkit::serve::{processes_in, Serve};
-use fnbox_testkit::{http_request, process_alive, FixturePackage};
+use fnbox_testkit::{http, process_alive, FixturePackage};
 use serde_json::Value;
 
 const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
 
-fn isolation_available() -> bool {
-    match probe() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipped: network namespaces unavailable here ({why})");
-            false
-        }
+/// Fails the test, saying what to enable, where network namespaces cannot be created.
+fn require_isolation() {
+    if let Err(why) = probe() {
+        panic!(
+            "network namespaces unavailable ({why}): run the tests as root (CAP_SYS_ADMIN) on \
+             Linux with unshare(CLONE_NEWNET) allowed"
+        );
     }
 }
 
 fn functions(addr: SocketAddr, rt: &tokio::runtime::Runtime) -> Value {
     let (status, body) = rt
-        .block_on(http_request(addr, "GET", "/functions", &[], ""))
-        .unwrap();
+        .block_on(http::get(addr, "/functions"))
+        .unwrap()
+        .status_text();
     assert_eq!(status, 200, "{body}");
     serde_json::from_str(&body).unwrap()
 }
@@ -57,9 +59,7 @@ fn wait_for(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn serve_runs_4_telemetry_instances_each_recorder_gets_only_its_own_events() {
-    if !isolation_available() {
-        return;
-    }
+    require_isolation();
     let out = tempfile::tempdir().unwrap();
     let pkg = telemetry_example(
         FNBOX,
@@ -89,14 +89,13 @@ fn serve_runs_4_telemetry_instances_each_recorder_gets_only_its_own_events() {
                     let addr = s.addr;
                     tokio::spawn(async move {
                         let body = format!("{{\"n\":{i}}}");
-                        http_request(
+                        http::post(
                             addr,
-                            "POST",
                             "/v2/p/fgs/functions/default:telemetry-demo/invocations",
-                            &[],
-                            &body,
+                            body,
                         )
                         .await
+                        .map(|r| r.status_text())
                     })
                 })
                 .collect();
@@ -190,9 +189,7 @@ fn forced_host_fallback_runs_one_instance_and_says_why() {
 
 #[test]
 fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
-    if !isolation_available() {
-        return;
-    }
+    require_isolation();
     let out = tempfile::tempdir().unwrap();
     let pkg = telemetry_example(
         FNBOX,
@@ -238,14 +235,17 @@ fn namespaces_are_gone_after_shutdown_and_after_sigkill_and_restart() {
         ns.iter().filter(|n| namespace_inodes().contains(n)).count()
     );
     if !memory_line.contains("cgroup") {
-        eprintln!("skipped the restart check: memory mode is not cgroup ({memory_line})");
+        // Leave nothing running behind the failure.
         for p in survivors {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(p),
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        return;
+        panic!(
+            "the restart check needs cgroup memory mode, got: {memory_line}; run the tests as \
+             root with a writable cgroup memory controller"
+        );
     }
     // … until the next fnbox start cleans up the dead run's processes.
     let other = FixturePackage::bash(

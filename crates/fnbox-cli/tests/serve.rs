@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fnbox_testkit::serve::{invoke, processes_in, Serve};
-use fnbox_testkit::{http_request, process_alive, FixturePackage};
+use fnbox_testkit::{http, process_alive, FixturePackage};
 use nix::sys::signal::Signal;
 
 const FNBOX: &str = env!("CARGO_BIN_EXE_fnbox");
@@ -143,32 +143,31 @@ fn serve_then_invoke_with_the_cli_and_raw_http() {
     // Raw HTTP, as curl would.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, body) = rt
-        .block_on(http_request(
+        .block_on(http::post(
             s.addr,
-            "POST",
             "/v2/p/fgs/functions/default:echo/invocations",
-            &[],
             r#"{"raw":true}"#,
         ))
-        .unwrap();
+        .unwrap()
+        .status_text();
     assert_eq!(status, 200);
     assert_eq!(json(&body)["echo"]["raw"], true);
     let (status, body) = rt
-        .block_on(http_request(
+        .block_on(http::post(
             s.addr,
-            "POST",
             "/2015-03-31/functions/echo/invocations",
-            &[],
             "{}",
         ))
-        .unwrap();
+        .unwrap()
+        .status_text();
     assert_eq!(
         (status, json(&body)["echo"].clone()),
         (200, serde_json::json!({}))
     );
     let (status, body) = rt
-        .block_on(http_request(s.addr, "GET", "/health", &[], ""))
-        .unwrap();
+        .block_on(http::get(s.addr, "/health"))
+        .unwrap()
+        .status_text();
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
 
     s.signal(Signal::SIGTERM);
@@ -199,16 +198,16 @@ fn sigterm_with_invocations_in_flight_exits_0_and_leaves_no_process() {
             for _ in 0..n {
                 let path = format!("/v2/p/fgs/functions/{name}/invocations");
                 calls.push(tokio::spawn(async move {
-                    http_request(addr, "POST", &path, &[], r#"{"slow":1}"#).await
+                    http::post(addr, &path, r#"{"slow":1}"#)
+                        .await
+                        .map(|r| r.status_text())
                 }));
             }
         }
         // Wait until all four are running.
         let end = Instant::now() + Duration::from_secs(10);
         loop {
-            let (_, body) = http_request(addr, "GET", "/instances", &[], "")
-                .await
-                .unwrap();
+            let body = http::get(addr, "/instances").await.unwrap().text();
             let v = json(&body);
             let busy = v
                 .as_array()
@@ -302,14 +301,15 @@ fn config_file_token_and_sigint() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (status, body) = rt
-        .block_on(http_request(
+        .block_on(http::request(
             s.addr,
             "GET",
             "/functions",
             &[("X-Auth-Token", "s3cret")],
-            "",
+            http::Body::Empty,
         ))
-        .unwrap();
+        .unwrap()
+        .status_text();
     assert_eq!(status, 200);
     assert_eq!(json(&body)[0]["max_instances"], 2);
 

@@ -11,22 +11,31 @@ use common::{eventually, post, MockPlatform, Script};
 use serde_json::Value;
 
 /// Two ports in FunctionGraph's 8081–8090 range that are free right now (the recorder, like the
-/// platform, refuses others). `None` when the machine is using them all.
-fn two_free_extension_ports() -> Option<(u16, u16)> {
-    let free: Vec<u16> = (8081..=8090)
-        .rev()
-        .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
-        .take(2)
-        .collect();
-    (free.len() == 2).then(|| (free[0], free[1]))
+/// platform, refuses others). Other tests on this machine use the range too, so while fewer
+/// than two are free it waits for them (bounded), and fails saying so only if they stay taken.
+async fn two_free_extension_ports() -> (u16, u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let free: Vec<u16> = (8081..=8090)
+            .rev()
+            .filter(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .take(2)
+            .collect();
+        if let [a, b] = free[..] {
+            return (a, b);
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than two of 127.0.0.1:8081..=8090 came free within 2 minutes; stop what \
+             holds them (`ss -ltnp 'sport >= 8081 and sport <= 8090'`)"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
 async fn recorder_records_everything_and_stops_on_sigterm() {
-    let Some((invoke_port, telemetry_port)) = two_free_extension_ports() else {
-        eprintln!("skipped: no two free ports in 8081..=8090");
-        return;
-    };
+    let (invoke_port, telemetry_port) = two_free_extension_ports().await;
     let platform = MockPlatform::start(Script::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("events.jsonl");

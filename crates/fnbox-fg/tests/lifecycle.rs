@@ -171,10 +171,7 @@ wait"#,
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert!(
-        elapsed >= Duration::from_secs(3) && elapsed < Duration::from_secs(10),
-        "took {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_secs(3), "took {elapsed:?}");
     let child: i32 = std::fs::read_to_string(pkg.path().join("child.pid"))
         .unwrap()
         .trim()
@@ -255,10 +252,13 @@ async fn assert_oom(memory: MemoryController) {
 
 #[tokio::test]
 async fn allocation_past_the_limit_is_an_oom_in_cgroup_mode() {
-    match MemoryController::cgroup() {
-        Ok(m) => assert_oom(m).await,
-        Err(e) => eprintln!("SKIPPED: no cgroup on this machine: {e}"),
-    }
+    let memory = MemoryController::cgroup().unwrap_or_else(|e| {
+        panic!(
+            "cgroup memory controller unavailable ({e}): run the tests as root on Linux with a \
+             writable cgroup memory controller"
+        )
+    });
+    assert_oom(memory).await;
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! the test on the host's 127.0.0.1 is unreachable from inside); the host-network fallback;
 //! namespaces are gone after shutdown; and the cold-start cost the namespace adds.
 //!
-//! The isolated tests skip (with a message) where network namespaces cannot be created (not
-//! root). The fallback test binds nothing fixed itself, but its instance binds 8081 on the host,
+//! The isolated tests fail, saying why, where network namespaces cannot be created (not root);
+//! the cold-start measurement is `#[ignore]`d (run it with `--ignored --nocapture`). The
+//! fallback test binds nothing fixed itself, but its instance binds 8081 on the host,
 //! so the tests of this file that do so hold [`HOST_PORTS`].
 
 use std::collections::{HashMap, HashSet};
@@ -22,14 +23,13 @@ use serde_json::Value;
 
 static HOST_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Whether namespaces work here; prints why a test is skipped otherwise.
-fn isolation_available() -> bool {
-    match probe() {
-        Ok(()) => true,
-        Err(why) => {
-            eprintln!("skipped: network namespaces unavailable here ({why})");
-            false
-        }
+/// Fails the test, saying what to enable, where network namespaces cannot be created.
+fn require_isolation() {
+    if let Err(why) = probe() {
+        panic!(
+            "network namespaces unavailable ({why}): run the tests as root (CAP_SYS_ADMIN) on \
+             Linux with unshare(CLONE_NEWNET) allowed"
+        );
     }
 }
 
@@ -171,9 +171,7 @@ async fn concurrent(pool: &Arc<Pool>, events: Vec<String>) -> Vec<(String, Invok
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_with_an_extension_on_8081_each_see_only_their_own_loopback() {
-    if !isolation_available() {
-        return;
-    }
+    require_isolation();
     let (_host, host_port) = host_listener();
     let pkg = ext_package(host_port);
     let pool = pool(function(&pkg, NetworkMode::Isolated), 2);
@@ -256,9 +254,7 @@ ThreadingHTTPServer(("127.0.0.1", 8000), Handler).serve_forever()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_http_function_instances_on_port_8000_serve_concurrently() {
-    if !isolation_available() {
-        return;
-    }
+    require_isolation();
     let (_host, host_port) = host_listener();
     let pkg = FixturePackage::empty(&format!(
         "func_name: nethttp\nruntime: http\ntimeout: 10\nuser_data:\n  HOST_PORT: \"{host_port}\"\n"
@@ -332,12 +328,12 @@ async fn network_host_in_function_yaml_opts_out_of_isolation() {
 }
 
 /// Cold start (init of a trivial bash runtime) with and without a namespace, N=20 each,
-/// interleaved; prints p50s. Not an assertion on speed beyond a generous bound.
+/// interleaved; prints p50s. A measurement, not a behaviour: its bound only means something on
+/// a quiet machine, so it runs on request only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement (cold-start cost of a namespace); needs a quiet machine: cargo test -p fnbox-fg --test network -- --ignored --nocapture"]
 async fn cold_start_cost_of_a_namespace() {
-    if !isolation_available() {
-        return;
-    }
+    require_isolation();
     let pkg = FixturePackage::bash(
         "func_name: coldstart\n",
         "while next; do respond \"$REQUEST_ID\" '1'; done",

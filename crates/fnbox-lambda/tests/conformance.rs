@@ -4,8 +4,10 @@
 //!
 //! The programs are located through `FNBOX_CONFORMANCE_BIN` (default
 //! `conformance/target/release`) and `FNBOX_CONFORMANCE_PYTHON` (default
-//! `conformance/.venv/bin/python`). When they are missing each test says so loudly and passes,
-//! unless `FNBOX_CONFORMANCE_REQUIRED=1` (set by `conformance/run.sh`, which builds them).
+//! `conformance/.venv/bin/python`). They are built from crates.io and PyPI by
+//! `conformance/run.sh`, so every test here is `#[ignore]`d: `conformance/run.sh` builds them
+//! and runs these tests with `--ignored`; run by hand without them, a test fails saying what
+//! to build.
 //!
 //! The telemetry processor listens on the fixed port 9003 (lambda-extension's default), so the
 //! tests of this file run one at a time.
@@ -25,38 +27,22 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn required() -> bool {
-    std::env::var("FNBOX_CONFORMANCE_REQUIRED").is_ok_and(|v| v == "1")
-}
-
-fn skip(what: &str) {
-    assert!(
-        !required(),
-        "FNBOX_CONFORMANCE_REQUIRED=1 but {what} is missing"
-    );
-    eprintln!(
-        "\n=====================================================================\n\
-         SKIPPED: {what} is missing. Build it with conformance/run.sh\n\
-         =====================================================================\n"
-    );
-}
-
-/// A built conformance program, or `None` (after a loud skip message).
-fn program(name: &str) -> Option<PathBuf> {
+/// A built conformance program; fails, saying how to build it, when missing.
+fn program(name: &str) -> PathBuf {
     let dir = std::env::var_os("FNBOX_CONFORMANCE_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("conformance/target/release"));
     let path = dir.join(name);
-    if path.is_file() {
-        Some(path)
-    } else {
-        skip(&format!("conformance program {}", path.display()));
-        None
-    }
+    assert!(
+        path.is_file(),
+        "conformance program {} is missing: build it with conformance/run.sh",
+        path.display()
+    );
+    path
 }
 
-/// A Python with awslambdaric, or `None`.
-fn python() -> Option<PathBuf> {
+/// A Python with awslambdaric; fails, saying how to install it, when missing.
+fn python() -> PathBuf {
     let path = std::env::var_os("FNBOX_CONFORMANCE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("conformance/.venv/bin/python"));
@@ -64,12 +50,12 @@ fn python() -> Option<PathBuf> {
         .args(["-c", "import awslambdaric"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if ok {
-        Some(path)
-    } else {
-        skip(&format!("python with awslambdaric ({})", path.display()));
-        None
-    }
+    assert!(
+        ok,
+        "no python with awslambdaric at {}: install it with conformance/run.sh",
+        path.display()
+    );
+    path
 }
 
 /// A package directory plus a directory the programs record into.
@@ -148,15 +134,14 @@ fn error_json(result: &InvokeResult) -> Value {
 
 /// #1 + #6 + #7: echo function, INVOKE/SHUTDOWN extension, telemetry processor.
 #[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
 async fn lambda_runtime_function_with_extension_and_telemetry_processor() {
     let _serial = SERIAL.lock().await;
-    let (Some(echo), Some(ext), Some(tel)) = (
+    let (echo, ext, tel) = (
         program("echo"),
         program("ext-events"),
         program("ext-telemetry"),
-    ) else {
-        return;
-    };
+    );
     let pkg = Pkg::new("conf-echo", "");
     pkg.add_user_data("EXT_INVOKE_DELAY_MS", "300");
     pkg.copy_exec(&echo, "bootstrap");
@@ -306,9 +291,10 @@ async fn lambda_runtime_function_with_extension_and_telemetry_processor() {
 
 /// #2: a handler error.
 #[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
 async fn lambda_runtime_handler_error() {
     let _serial = SERIAL.lock().await;
-    let Some(bin) = program("error") else { return };
+    let bin = program("error");
     let pkg = Pkg::new("conf-error", "");
     pkg.copy_exec(&bin, "bootstrap");
     let f = pkg.function();
@@ -328,9 +314,10 @@ async fn lambda_runtime_handler_error() {
 
 /// #3: streaming, with the HTTP-integration prelude and a mid-stream error.
 #[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
 async fn lambda_runtime_streaming_response() {
     let _serial = SERIAL.lock().await;
-    let Some(bin) = program("stream") else { return };
+    let bin = program("stream");
     let pkg = Pkg::new("conf-stream", "");
     pkg.copy_exec(&bin, "bootstrap");
     let f = pkg.function();
@@ -363,9 +350,10 @@ fn python_pkg(name: &str, handler: &str, python: &Path) -> Pkg {
 
 /// #4 + #5: awslambdaric handler, handler error, JSON log lines.
 #[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
 async fn awslambdaric_handler_error_and_json_logs() {
     let _serial = SERIAL.lock().await;
-    let Some(python) = python() else { return };
+    let python = python();
     let pkg = python_pkg("conf-py", "app.handler", &python);
     pkg.add_user_data("AWS_LAMBDA_LOG_FORMAT", "JSON");
     let f = pkg.function();
@@ -414,9 +402,10 @@ async fn awslambdaric_handler_error_and_json_logs() {
 
 /// #4: an import error reaches `/runtime/init/error`, answered 202, and fails the init.
 #[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
 async fn awslambdaric_import_error_fails_init() {
     let _serial = SERIAL.lock().await;
-    let Some(python) = python() else { return };
+    let python = python();
     let pkg = python_pkg("conf-pybroken", "broken.handler", &python);
     let f = pkg.function();
     let err = match f.start_instance(None).await {

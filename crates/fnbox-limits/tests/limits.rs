@@ -1,5 +1,6 @@
 //! Real-process tests of memory limits. The cgroup tests need root and a writable cgroup
-//! memory controller; they print a message and pass when `MemoryController::cgroup()` fails.
+//! memory controller; where `MemoryController::cgroup()` fails they fail, saying so (CI runs
+//! as root with cgroups).
 //! Group names are unique per test because tests run in parallel.
 
 use std::io::{BufRead, BufReader, Write};
@@ -49,14 +50,14 @@ fn wait_for(child: &mut Child, timeout: Duration) -> ExitStatus {
     }
 }
 
-fn cgroup_or_skip(test: &str) -> Option<MemoryController> {
-    match MemoryController::cgroup() {
-        Ok(c) => Some(c),
-        Err(e) => {
-            eprintln!("skipping {test}: {e}");
-            None
-        }
-    }
+/// The cgroup controller, or a failure that says what to enable.
+fn require_cgroup() -> MemoryController {
+    MemoryController::cgroup().unwrap_or_else(|e| {
+        panic!(
+            "cgroup memory controller unavailable ({e}): run the tests as root on Linux with a \
+             writable cgroup memory controller (cgroup v2 with `memory` enabled, or v1 `memory`)"
+        )
+    })
 }
 
 /// Whether `pid` is gone or a zombie.
@@ -85,9 +86,7 @@ fn detect_describes_mode() {
 
 #[test]
 fn cgroup_over_limit_is_oom_killed() {
-    let Some(c) = cgroup_or_skip("cgroup_over_limit_is_oom_killed") else {
-        return;
-    };
+    let c = require_cgroup();
     assert_ne!(c.mode(), MemoryMode::RssSampling);
     let g = c.create_group("t-oom-kill", 64 * MIB).unwrap();
     assert_eq!(g.limit_bytes(), 64 * MIB);
@@ -107,9 +106,7 @@ fn cgroup_over_limit_is_oom_killed() {
 
 #[test]
 fn cgroup_peak_is_measured_and_reset() {
-    let Some(c) = cgroup_or_skip("cgroup_peak_is_measured_and_reset") else {
-        return;
-    };
+    let c = require_cgroup();
     let g = c.create_group("t-peak", 128 * MIB).unwrap();
     let mut child = spawn_in(&g, "python3", &["-c", ALLOC_20M]);
     assert!(wait_for(&mut child, Duration::from_secs(10)).success());
@@ -130,10 +127,7 @@ fn cgroup_peak_is_measured_and_reset() {
 /// removed a little later, so the retry path really runs.
 #[tokio::test(flavor = "current_thread")]
 async fn cgroup_remove_kills_leftovers_and_waits_for_the_group_to_empty() {
-    let Some(c) = cgroup_or_skip("cgroup_remove_kills_leftovers_and_waits_for_the_group_to_empty")
-    else {
-        return;
-    };
+    let c = require_cgroup();
     let g = c.create_group("t-remove", 64 * MIB).unwrap();
     let dir = g.cgroup_path().unwrap().to_path_buf();
     assert!(dir.is_dir());
@@ -170,9 +164,7 @@ async fn cgroup_remove_kills_leftovers_and_waits_for_the_group_to_empty() {
 /// nobody would remove the directory afterwards.
 #[tokio::test(flavor = "current_thread")]
 async fn cgroup_drop_of_a_busy_group_hands_removal_to_the_runtime() {
-    let Some(c) = cgroup_or_skip("cgroup_drop_of_a_busy_group_hands_removal_to_the_runtime") else {
-        return;
-    };
+    let c = require_cgroup();
     let g = c.create_group("t-drop-busy", 64 * MIB).unwrap();
     let dir = g.cgroup_path().unwrap().to_path_buf();
     let mut child = spawn_in(&g, "sleep", &["100"]);
@@ -202,9 +194,7 @@ async fn cgroup_drop_of_a_busy_group_hands_removal_to_the_runtime() {
 /// already empty; a group still busy at that moment is left for the next start's clean-up.
 #[test]
 fn cgroup_drop_outside_a_runtime_kills_leftovers() {
-    let Some(c) = cgroup_or_skip("cgroup_drop_outside_a_runtime_kills_leftovers") else {
-        return;
-    };
+    let c = require_cgroup();
     let g = c.create_group("t-drop", 64 * MIB).unwrap();
     let dir = g.cgroup_path().unwrap().to_path_buf();
     let mut child = spawn_in(&g, "sleep", &["100"]);
@@ -225,9 +215,7 @@ fn cgroup_drop_outside_a_runtime_kills_leftovers() {
 
 #[test]
 fn cgroup_kill_all_and_duplicate_names() {
-    let Some(c) = cgroup_or_skip("cgroup_kill_all_and_duplicate_names") else {
-        return;
-    };
+    let c = require_cgroup();
     let g = c.create_group("t-kill-all", 64 * MIB).unwrap();
     assert!(matches!(
         c.create_group("t-kill-all", 64 * MIB),
@@ -246,15 +234,11 @@ fn cgroup_kill_all_and_duplicate_names() {
     );
 }
 
-/// Not a test on its own: run as a child process by `cgroup_cleanup_stale_removes_dead_runs`
-/// to leave a group behind and die, like a crashed fnbox.
-#[test]
-fn stale_helper() {
-    let Ok(name) = std::env::var(STALE_HELPER_ENV) else {
-        return;
-    };
-    let c = MemoryController::cgroup().expect("cgroup mode in helper");
-    let g = c.create_group(&name, 64 * MIB).expect("group in helper");
+/// In a child process (this same test, run again with [`STALE_HELPER_ENV`] set): leaves a
+/// group with a sleeping process behind and exits without cleaning up, like a crashed fnbox.
+fn leave_a_stale_group_and_exit(name: &str) -> ! {
+    let c = require_cgroup();
+    let g = c.create_group(name, 64 * MIB).expect("group in helper");
     let child = spawn_in(&g, "sleep", &["100"]);
     let mut out = std::io::stdout();
     let _ = writeln!(
@@ -271,12 +255,18 @@ fn stale_helper() {
 
 #[test]
 fn cgroup_cleanup_stale_removes_dead_runs() {
-    let Some(c) = cgroup_or_skip("cgroup_cleanup_stale_removes_dead_runs") else {
-        return;
-    };
+    if let Ok(name) = std::env::var(STALE_HELPER_ENV) {
+        leave_a_stale_group_and_exit(&name);
+    }
+    let c = require_cgroup();
     let exe = std::env::current_exe().unwrap();
     let mut helper = Command::new(exe)
-        .args(["stale_helper", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "cgroup_cleanup_stale_removes_dead_runs",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(STALE_HELPER_ENV, "t-stale")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -43,7 +43,10 @@ async fn hold_pushes() -> HeldPushes {
             }
         }),
     );
-    let listener = fnbox_testkit::bind_extension_port(8081).await;
+    // The extension registers 127.0.0.1:8081 (host network: fnbox's push reaches this test).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:8081")
+        .await
+        .expect("port 8081 is free for the extension's listener (is another fnbox running?)");
     tokio::spawn(async move { axum::serve(listener, app).await });
     HeldPushes {
         arrived,

@@ -9,9 +9,8 @@ use fnbox_async::{AsyncStore, ListFilter};
 use fnbox_engine::{Engine, EngineConfig};
 use fnbox_limits::MemoryController;
 use fnbox_serve::{AsyncOptions, FunctionSpec, Registry, Server};
-use fnbox_testkit::FixturePackage;
+use fnbox_testkit::{http, FixturePackage};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct Running {
     addr: SocketAddr,
@@ -65,27 +64,27 @@ async fn serve(pkgs: &[&FixturePackage]) -> Running {
     }
 }
 
+/// A complete answer, as the assertions below read it.
 struct Resp {
     status: u16,
-    head: String,
+    headers: http::HeaderMap,
     body: String,
 }
 
 impl Resp {
     fn header(&self, name: &str) -> Option<String> {
-        self.head.split("\r\n").find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
     }
     fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
-/// One request; the body is written while the answer is read (an early 413 is seen).
+/// One request over a fresh connection (testkit's client); an early answer (413) to a body the
+/// server stops reading is still seen.
 async fn request(
     addr: SocketAddr,
     method: &str,
@@ -93,31 +92,13 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut rd, mut wr) = stream.into_split();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let body = body.to_vec();
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(head.as_bytes()).await;
-        let _ = wr.write_all(&body).await;
-        wr
-    });
-    let mut raw = Vec::new();
-    let _ = rd.read_to_end(&mut raw).await;
-    writer.abort();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a response head");
+    let r = http::request(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     Resp {
-        status: head.split_whitespace().nth(1).unwrap().parse().unwrap(),
-        head: head.to_string(),
-        body: body.to_string(),
+        status: r.code(),
+        body: r.text(),
+        headers: r.headers,
     }
 }
 

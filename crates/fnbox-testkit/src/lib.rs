@@ -5,9 +5,11 @@
 //! - [`BASH_HTTP`]: a bash function speaking HTTP/1.1 over `/dev/tcp`, for fixture runtimes.
 //! - [`Listener`]: a telemetry listener on 127.0.0.1 that records every batch.
 //! - [`process_alive`], [`wait_until`]: checks on real processes.
+//! - [`http`]: the tests' HTTP client (hyper, one connection per request, bounded).
 //! - [`serve`]: the real `fnbox serve` started on an ephemeral port, `fnbox invoke`.
 //! - [`recorder`]: `examples/telemetry` copies and the `fnbox-telemetry-recorder` binary.
 
+pub mod http;
 pub mod recorder;
 pub mod serve;
 
@@ -61,41 +63,6 @@ register() {
 # subscribe BODY: telemetry subscription.
 subscribe() { http POST /telemetry "$1"; }
 "#;
-
-/// An HTTP/1.1 request from a test to fnbox (`Connection: close`); returns status and body.
-pub async fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await?;
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
 
 /// A function package written to a temporary directory.
 pub struct FixturePackage {

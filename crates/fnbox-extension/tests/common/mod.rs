@@ -1,4 +1,4 @@
-//! A scripted stand-in for the platform's extension API, and a tiny HTTP client.
+//! A scripted stand-in for the platform's extension API, and a POST helper.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -9,9 +9,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
 use axum::Router;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 /// One request the mock received.
 #[derive(Clone, Debug)]
@@ -103,20 +100,18 @@ async fn handle(
     (StatusCode::from_u16(status).unwrap(), answer)
 }
 
-/// POSTs `body` to `url`; returns status and body text.
+/// POSTs `body` to `url` with testkit's client; returns status and body text.
 pub async fn post(url: &str, body: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req = http::Request::post(url);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = client
-        .request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8_lossy(&text).into_owned())
+    fnbox_testkit::http::send(
+        "POST",
+        url,
+        headers,
+        body,
+        fnbox_testkit::http::DEFAULT_TIMEOUT,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("POST {url}: {e}"))
+    .status_text()
 }
 
 /// A port that was free a moment ago.
