@@ -12,6 +12,9 @@
 //!   an interrupted attempt for each extra run, and per kill at most the concurrency (2
 //!   functions × 4) ran again.
 
+// This test drives the crash helper process synchronously: std time, no tokio runtime.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{fast, is, wait_final, worker_settings, Fake, Running};
@@ -12,6 +12,7 @@ use fnbox_async::{
     AsyncState, AsyncStore, AttemptOutcome, InvokeAttempt, InvokeSource, ListFilter,
     INTERRUPTED_ERROR,
 };
+use tokio::time::Instant;
 
 fn error_body(msg: &str) -> Bytes {
     Bytes::from(format!(

@@ -11,6 +11,10 @@
 //! telemetry extension), `emit-runtime` (a custom runtime printing N `[Function]` lines per
 //! invocation) and `emit` (the same lines, printed without fnbox, for the line-read baseline).
 
+// A measuring tool: it times other processes by the wall clock, partly from plain threads
+// (clients, emitters), never inside the engine; tokio's clock and sleeps are not what it wants.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 mod helpers;
 mod scenarios;
 mod stats;

@@ -31,7 +31,10 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         MemoryModeArg::Rss => MemoryController::rss_sampling("--memory-mode rss"),
         MemoryModeArg::Cgroup => MemoryController::cgroup().map_err(MainError::Cgroup)?,
     };
-    memory.cleanup_stale();
+    // What a killed fnbox left (may wait up to 2 s per group for processes to leave): off the
+    // async workers.
+    let stale = memory.clone();
+    let _ = tokio::task::spawn_blocking(move || stale.cleanup_stale()).await;
     eprintln!("{}", memory.describe());
     let (network, network_line) =
         fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());

@@ -107,7 +107,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut sigint = signal(SignalKind::interrupt()).map_err(MainError::Signals)?;
     let settings = settings(&args)?;
     let memory = memory_controller(args.memory_mode)?;
-    memory.cleanup_stale();
+    // What a killed fnbox left (may wait up to 2 s per group for processes to leave): off the
+    // async workers.
+    let stale = memory.clone();
+    let _ = tokio::task::spawn_blocking(move || stale.cleanup_stale()).await;
     let memory_line = memory.describe();
     let (network, network_line) =
         fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());

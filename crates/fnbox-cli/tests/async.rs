@@ -4,6 +4,10 @@
 //! the same data dir (every accepted invocation succeeds, nothing of the killed run is left),
 //! and an unwritable data dir.
 
+// These tests drive real processes from plain threads (no tokio runtime where std time
+// is used): waiting on them with std time and sleeps is synchronous on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;

@@ -9,6 +9,10 @@
 //! Fails, saying what to enable, where network namespaces cannot be created or (for the
 //! restart check) memory limits are not in cgroup mode: CI runs as root on Linux with both.
 
+// These tests drive real processes from plain threads (no tokio runtime where std time
+// is used): waiting on them with std time and sleeps is synchronous on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::collections::{BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

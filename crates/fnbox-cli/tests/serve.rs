@@ -2,6 +2,10 @@
 //! driven with `fnbox invoke` and raw HTTP, stopped with SIGTERM/SIGINT while invocations are in
 //! flight (exit 0, no process left behind), and refusing bad setups with exit code 2.
 
+// These tests drive real processes from plain threads (no tokio runtime where std time
+// is used): waiting on them with std time and sleeps is synchronous on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

@@ -12,6 +12,10 @@
 //! [`PORTS`] while they run, wait for the ports to be free (another test binary may be using
 //! them) and retry a run whose extension could not bind them.
 
+// These tests drive real processes from plain threads (no tokio runtime where std time
+// is used): waiting on them with std time and sleeps is synchronous on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -115,13 +115,13 @@ async fn recorder_records_everything_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let exit = loop {
         if let Some(s) = child.try_wait().unwrap() {
             break s;
         }
         assert!(
-            std::time::Instant::now() < deadline,
+            tokio::time::Instant::now() < deadline,
             "recorder did not stop after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

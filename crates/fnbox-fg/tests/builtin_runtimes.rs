@@ -6,7 +6,7 @@
 //! and `node` on PATH (`.ci/run` installs them).
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_engine::instance::process::{Pipe, Role};
 use fnbox_engine::telemetry::Status;
@@ -14,6 +14,7 @@ use fnbox_engine::{Engine, EngineConfig, Function, InitError, InvokeRequest, Inv
 use fnbox_limits::MemoryController;
 use fnbox_testkit::{wait_until, FixturePackage};
 use serde_json::Value;
+use tokio::time::Instant;
 
 struct Lang {
     name: &'static str,

@@ -7,6 +7,10 @@
 //! whole run and never overlap. Nothing else in the workspace's tests uses port 8000, and test
 //! binaries run one after another.
 
+// These tests drive real processes from plain threads (no tokio runtime where std time
+// is used): waiting on them with std time and sleeps is synchronous on purpose.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -160,7 +160,7 @@ wait"#,
     let f = function(&pkg);
     let inst = f.start_instance(None).await.unwrap();
     let pid = inst.runtime_pid();
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
     let elapsed = started.elapsed();
     match &out.result {

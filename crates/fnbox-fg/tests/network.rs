@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_engine::netns::{namespace_inodes, namespace_of, probe};
 use fnbox_engine::{
@@ -20,6 +20,7 @@ use fnbox_engine::{
 use fnbox_limits::MemoryController;
 use fnbox_testkit::FixturePackage;
 use serde_json::Value;
+use tokio::time::Instant;
 
 static HOST_PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

@@ -8,13 +8,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_engine::{
     Engine, EngineConfig, Function, InvokeRequest, InvokeResult, Pool, PoolConfig, PoolError,
 };
 use fnbox_limits::MemoryController;
 use fnbox_testkit::{process_alive, wait_until, FixturePackage};
+use tokio::time::Instant;
 
 fn function(pkg: &FixturePackage) -> Arc<Function> {
     let package = Arc::new(fnbox_package::load(pkg.path()).expect("fixture package loads"));

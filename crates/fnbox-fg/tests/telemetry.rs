@@ -7,12 +7,13 @@
 //! ports are fixed by FunctionGraph, so the tests of this file run one at a time.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_engine::{Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
 use fnbox_testkit::{http, wait_until, Behaviour, FixturePackage, Listener};
 use serde_json::Value;
+use tokio::time::Instant;
 
 static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 

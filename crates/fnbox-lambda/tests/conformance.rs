@@ -152,7 +152,7 @@ async fn lambda_runtime_function_with_extension_and_telemetry_processor() {
     let mut ids = Vec::new();
     for i in 0..3 {
         let req = InvokeRequest::sync(format!("{{\"n\":{i}}}"));
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let out = inst.invoke(req.clone()).await.unwrap();
         let v = ok_json(&out.result);
         assert_eq!(v["echo"], serde_json::json!({"n": i}));

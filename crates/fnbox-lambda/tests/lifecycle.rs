@@ -4,12 +4,13 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_engine::{Engine, EngineConfig, FaultKind, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
 use fnbox_testkit::FixturePackage;
 use serde_json::Value;
+use tokio::time::Instant;
 
 /// A Lambda runtime in bash: echoes events; `sleep` sleeps past any deadline, `crash` exits,
 /// `bye` answers and then exits, `env` answers with its environment.

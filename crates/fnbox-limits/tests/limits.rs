@@ -3,6 +3,9 @@
 //! as root with cgroups).
 //! Group names are unique per test because tests run in parallel.
 
+// These tests are synchronous (no tokio runtime): they wait for child processes with std time.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;

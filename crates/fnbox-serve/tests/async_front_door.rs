@@ -3,7 +3,7 @@
 //! in both dialects, the status and list routes, and the worker running the invocations.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fnbox_async::{AsyncStore, ListFilter};
 use fnbox_engine::{Engine, EngineConfig};
@@ -11,6 +11,7 @@ use fnbox_limits::MemoryController;
 use fnbox_serve::{AsyncOptions, FunctionSpec, Registry, Server};
 use fnbox_testkit::{http, FixturePackage};
 use serde_json::Value;
+use tokio::time::Instant;
 
 struct Running {
     addr: SocketAddr,

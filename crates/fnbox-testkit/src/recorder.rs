@@ -2,6 +2,9 @@
 //! `fnbox-telemetry-recorder` binary (built on demand), copies of the examples with `user_data`
 //! added, and the fixed extension ports 127.0.0.1:8081 and :8082.
 
+// Synchronous helpers (no tokio runtime): std time.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;

@@ -5,6 +5,9 @@
 //! The binary is passed in (`env!("CARGO_BIN_EXE_fnbox")`): cargo only tells the tests of the
 //! package that builds it where it is.
 
+// Synchronous helpers around a spawned `fnbox` process (no tokio runtime): std time.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;

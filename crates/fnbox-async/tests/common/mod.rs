@@ -3,13 +3,14 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use fnbox_async::{
     AsyncState, AsyncStatus, AsyncStore, AsyncWorker, Backoff, DeliverySettings, FunctionSettings,
     InvokeAttempt, Invoker, WorkerSettings,
 };
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

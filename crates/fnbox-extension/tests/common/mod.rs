@@ -125,7 +125,7 @@ pub fn free_port() -> u16 {
 
 /// Polls `f` until it is true or 5 s pass.
 pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     while !f() {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(5),
