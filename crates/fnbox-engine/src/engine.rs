@@ -61,6 +61,8 @@ pub struct Engine {
     pub(crate) cancel: CancellationToken,
     /// Client towards instances on the host network (keep-alive pooled, shared).
     pub(crate) client: HttpClient,
+    /// Engine-wide observers ([`Engine::observe`]).
+    pub(crate) observers: crate::observe::Observers,
 }
 
 /// The HTTP client fnbox uses towards an instance's listeners (invoke pushes).
@@ -85,12 +87,19 @@ impl Engine {
             tracker: TaskTracker::new(),
             cancel: CancellationToken::new(),
             client,
+            observers: Default::default(),
         })
     }
 
     /// Settings.
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Every telemetry event, state change and refusal of every instance from now on (see
+    /// [`crate::observe`]). Bounded: a consumer that falls behind loses events, never slows them.
+    pub fn observe(&self) -> tokio::sync::broadcast::Receiver<Arc<crate::Observed>> {
+        self.observers.subscribe()
     }
 
     /// Signals every task of the engine to stop and waits for them (bounded by `grace`).
@@ -134,6 +143,11 @@ impl Function {
     /// The package.
     pub fn package(&self) -> &Arc<Package> {
         &self.package
+    }
+
+    /// The engine it runs on.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
     }
 
     /// The dialect its instances speak.

@@ -21,6 +21,7 @@ pub mod invocation;
 pub mod launch;
 pub mod lifecycle;
 pub mod netns;
+pub mod observe;
 pub mod pool;
 pub mod telemetry;
 
@@ -32,4 +33,5 @@ pub use invocation::{
     InvokeType,
 };
 pub use netns::NetworkMode;
-pub use pool::{Factory, InstanceInfo, Pool, PoolConfig, PoolError, Pooled};
+pub use observe::{Observation, Observed};
+pub use pool::{Factory, InstanceInfo, Pool, PoolConfig, PoolError, Pooled, SubscriberInfo};

@@ -63,6 +63,10 @@ pub trait Pooled: Send + Sync + 'static {
     fn peak_bytes(&self) -> u64;
     /// Time since the instance started.
     fn age(&self) -> Duration;
+    /// Each telemetry subscriber's delivery counters so far.
+    fn delivery(&self) -> Vec<SubscriberInfo> {
+        Vec::new()
+    }
 }
 
 /// What a pool needs of a function: instances, and the engine's task ownership.
@@ -83,6 +87,8 @@ pub trait Factory: Send + Sync + 'static {
     fn timeout(&self) -> Duration;
     /// Owner of the pool's background tasks and invocation tasks.
     fn tracker(&self) -> &TaskTracker;
+    /// An invocation was refused because every instance was busy.
+    fn refused(&self) {}
     /// Cancelled when the engine stops.
     fn cancelled(&self) -> &CancellationToken;
 }
@@ -115,6 +121,14 @@ impl Factory for Function {
 
     fn cancelled(&self) -> &CancellationToken {
         &self.engine.cancel
+    }
+
+    fn refused(&self) {
+        self.engine.observers.send(
+            &self.package.config.func_name.as_str().into(),
+            &"".into(),
+            crate::observe::Observation::Refused,
+        );
     }
 }
 
@@ -226,6 +240,21 @@ pub struct InstanceInfo {
     pub idle_seconds: f64,
     /// Kept warm, never reclaimed.
     pub reserved: bool,
+    /// The instance's telemetry subscribers and what was delivered to them.
+    pub telemetry: Vec<SubscriberInfo>,
+}
+
+/// One telemetry subscriber of an instance, for listings and metrics.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SubscriberInfo {
+    /// The listener's URI.
+    pub uri: String,
+    /// Records the listener acknowledged.
+    pub delivered_records: u64,
+    /// Records lost (queue full, batch given up, shutdown).
+    pub dropped_records: u64,
+    /// POST attempts that failed.
+    pub failed_posts: u64,
 }
 
 /// The pool of one function.
@@ -412,6 +441,7 @@ impl<F: Factory> Pool<F> {
                     deadline = Instant::now() + self.config.acquire_timeout;
                     continue;
                 }
+                self.function.refused();
                 return Err(PoolError::Saturated {
                     function: self.name().to_string(),
                     max: self.config.max_instances,
@@ -579,6 +609,7 @@ impl<F: Factory> Pool<F> {
                     age_seconds: s.instance.age().as_secs_f64(),
                     idle_seconds: now.duration_since(s.last_used).as_secs_f64(),
                     reserved: s.reserved,
+                    telemetry: s.instance.delivery(),
                 }
             })
             .collect()

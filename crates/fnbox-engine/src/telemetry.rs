@@ -241,10 +241,19 @@ struct Inner {
     observers: Vec<tokio::sync::mpsc::Sender<Arc<Event>>>,
 }
 
+/// Where a bus copies its events for engine-wide observers ([`crate::Engine::observe`]).
+#[derive(Clone)]
+pub(crate) struct Tap {
+    pub(crate) observers: crate::observe::Observers,
+    pub(crate) function: Arc<str>,
+    pub(crate) pod_name: Arc<str>,
+}
+
 /// Per-instance telemetry bus.
 #[derive(Clone)]
 pub struct Bus {
     inner: Arc<Mutex<Inner>>,
+    tap: Option<Tap>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     /// How listeners are reached (inside the instance's network namespace when isolated).
@@ -271,10 +280,17 @@ impl Bus {
                 subscriptions: Vec::new(),
                 observers: Vec::new(),
             })),
+            tap: None,
             tracker,
             cancel,
             connector: fnbox_telemetry::Connector::host(),
         }
+    }
+
+    /// The same bus copying every event to engine-wide observers.
+    pub(crate) fn with_tap(mut self, tap: Tap) -> Self {
+        self.tap = Some(tap);
+        self
     }
 
     /// The same bus reaching its listeners through `connector`; set before the first
@@ -287,6 +303,13 @@ impl Bus {
     /// Publishes an event; never blocks.
     pub fn publish(&self, event: Event) {
         let event = Arc::new(event);
+        if let Some(tap) = &self.tap {
+            tap.observers.send(
+                &tap.function,
+                &tap.pod_name,
+                crate::observe::Observation::Telemetry(event.clone()),
+            );
+        }
         let mut inner = self.inner.lock().expect("bus lock");
         inner
             .observers
@@ -371,6 +394,16 @@ impl Bus {
         let (tx, rx) = tokio::sync::mpsc::channel(capacity);
         self.inner.lock().expect("bus lock").observers.push(tx);
         rx
+    }
+
+    /// Each subscriber's URI and delivery counters so far.
+    pub fn delivery_stats(&self) -> Vec<(http::Uri, DeliveryStats)> {
+        let inner = self.inner.lock().expect("bus lock");
+        inner
+            .subscriptions
+            .iter()
+            .map(|s| (s.handle.uri().clone(), s.handle.stats()))
+            .collect()
     }
 
     /// Flushes every subscriber within `grace`; returns their final counters.

@@ -329,3 +329,59 @@ sleep 5"#,
     );
     inst.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_engine_can_be_observed_as_a_whole() {
+    use fnbox_engine::lifecycle::State;
+    use fnbox_engine::telemetry::{Event, Phase};
+    use fnbox_engine::Observation;
+
+    let pkg = FixturePackage::bash("func_name: watched\n", ECHO);
+    let f = function(&pkg);
+    let mut seen = f.engine().observe();
+    let inst = f.start_instance(None).await.expect("init");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    inst.shutdown().await;
+
+    let mut states = Vec::new();
+    let mut events = Vec::new();
+    while let Ok(o) = seen.try_recv() {
+        assert_eq!(&*o.function, "watched");
+        assert_eq!(&*o.pod_name, inst.pod_name());
+        match &o.what {
+            Observation::State(s) => states.push(*s),
+            Observation::Telemetry(e) => events.push(e.clone()),
+            Observation::Refused => panic!("nothing was refused"),
+        }
+    }
+    assert_eq!(
+        states,
+        [
+            State::Initializing,
+            State::Idle,
+            State::Busy(1),
+            State::Idle,
+            State::ShuttingDown,
+            State::Dead
+        ]
+    );
+    let report = events
+        .iter()
+        .find_map(|e| match &**e {
+            Event::Report {
+                phase: Phase::Invoke,
+                trace_id,
+                ..
+            } => Some(trace_id.clone()),
+            _ => None,
+        })
+        .expect("the invocation's report was observed");
+    assert_eq!(report, out.request_id);
+    assert!(matches!(
+        &*events[0],
+        Event::Start {
+            phase: Phase::Init,
+            ..
+        }
+    ));
+}

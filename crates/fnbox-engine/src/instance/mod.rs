@@ -163,6 +163,8 @@ pub struct NotReady {
 /// A running instance.
 pub struct Instance {
     api: Arc<InstanceApi>,
+    /// Engine-wide observers, with this instance's names.
+    tap: crate::telemetry::Tap,
     dialect: Arc<dyn Dialect>,
     api_addr: SocketAddr,
     procs: Mutex<Procs>,
@@ -232,7 +234,19 @@ impl Instance {
             Some(ns) => ns.connector(),
             None => fnbox_telemetry::Connector::host(),
         };
-        let bus = Bus::new(tracker.clone(), cancel.clone()).with_connector(connector.clone());
+        let tap = crate::telemetry::Tap {
+            observers: engine.observers.clone(),
+            function: config.func_name.as_str().into(),
+            pod_name: pod_name.as_str().into(),
+        };
+        let bus = Bus::new(tracker.clone(), cancel.clone())
+            .with_connector(connector.clone())
+            .with_tap(tap.clone());
+        tap.observers.send(
+            &tap.function,
+            &tap.pod_name,
+            crate::observe::Observation::State(State::Initializing),
+        );
         let started = Instant::now();
         let start_wall = Utc::now();
         bus.publish(Event::Start {
@@ -304,6 +318,7 @@ impl Instance {
         });
         let instance = Instance {
             api,
+            tap,
             api_addr,
             procs: Mutex::new(Procs::default()),
             memory,
@@ -549,6 +564,7 @@ impl Instance {
         let procs = self.procs.lock().expect("procs lock").clone();
         let api = self.api.clone();
         let cancel = self.cancel.clone();
+        let tap = self.tap.clone();
         self.tracker.spawn(async move {
             let all: Vec<Supervised> = procs.all().cloned().collect();
             tokio::select! {
@@ -558,6 +574,7 @@ impl Instance {
                         tracing::warn!(pod = %api.pod_name, process = %name, status = %describe_exit(status),
                             "a process of an idle instance exited: the instance is discarded");
                         api.state.send_modify(|s| *s = s.apply(Transition::Fail).unwrap_or(State::Dead));
+                        tap.observers.send(&tap.function, &tap.pod_name, crate::observe::Observation::State(State::Dead));
                         for p in procs.all() {
                             p.signal_group(Signal::SIGKILL);
                         }
@@ -629,15 +646,33 @@ impl Instance {
     }
 
     fn set_state(&self, t: Transition) -> bool {
-        let mut ok = true;
+        let mut now = None;
         self.api.state.send_modify(|s| match s.apply(t) {
-            Ok(next) => *s = next,
+            Ok(next) => {
+                *s = next;
+                now = Some(next);
+            }
             Err(e) => {
                 tracing::debug!(pod = %self.api.pod_name, error = %e, "transition refused");
-                ok = false;
             }
         });
-        ok
+        if let Some(state) = now {
+            self.observe_state(state);
+        }
+        now.is_some()
+    }
+
+    fn observe_state(&self, state: State) {
+        self.tap.observers.send(
+            &self.tap.function,
+            &self.tap.pod_name,
+            crate::observe::Observation::State(state),
+        );
+    }
+
+    /// Each telemetry subscriber's URI and delivery counters so far.
+    pub fn delivery_stats(&self) -> Vec<(http::Uri, fnbox_telemetry::DeliveryStats)> {
+        self.api.bus.delivery_stats()
     }
 
     /// Runs one invocation to its end (CONTRACT §3 "Invoke"). A fault destroys the instance
@@ -1097,6 +1132,18 @@ impl crate::pool::Pooled for Instance {
 
     fn age(&self) -> Duration {
         Instance::age(self)
+    }
+
+    fn delivery(&self) -> Vec<crate::pool::SubscriberInfo> {
+        self.delivery_stats()
+            .into_iter()
+            .map(|(uri, s)| crate::pool::SubscriberInfo {
+                uri: uri.to_string(),
+                delivered_records: s.delivered_records,
+                dropped_records: s.dropped_records,
+                failed_posts: s.failed_posts,
+            })
+            .collect()
     }
 }
 
