@@ -267,9 +267,9 @@ async fn allocation_past_the_limit_is_an_oom_in_rss_mode() {
 }
 
 #[tokio::test]
-async fn response_over_6_mib_is_refused_with_413() {
+async fn response_over_6_mib_is_refused_with_413_and_answered_at_once() {
     let pkg = FixturePackage::bash(
-        "func_name: big\ntimeout: 10\n",
+        "func_name: big\ntimeout: 30\n",
         r#"
 next
 id=$REQUEST_ID
@@ -277,22 +277,38 @@ big=$(head -c 6291457 /dev/zero | tr '\0' a)
 respond "$id" "$big"
 echo "$STATUS" > "$RUNTIME_CODE_ROOT/status"
 respond "$id" '"small"'
-sleep 5"#,
+echo "$STATUS" > "$RUNTIME_CODE_ROOT/again"
+while next; do respond "$REQUEST_ID" '"next one"'; done"#,
     );
     let f = function(&pkg);
     let inst = f.start_instance(None).await.unwrap();
     let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
-    assert_eq!(
-        std::fs::read_to_string(pkg.path().join("status"))
-            .unwrap()
-            .trim(),
-        "413"
+    // Answered as a function error, not after the 30 s deadline as a timeout.
+    match &out.result {
+        InvokeResult::HandlerError(body) => {
+            let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+            assert_eq!(v["errorType"], "FunctionResponseTooLarge", "{v}");
+            assert!(
+                v["errorMessage"].as_str().unwrap().contains("6291456"),
+                "{v}"
+            );
+        }
+        other => panic!("expected the response-too-large error, got {other:?}"),
+    }
+    assert_eq!(out.error_type.as_deref(), Some("FunctionResponseTooLarge"));
+    assert!(
+        wait_until(Duration::from_secs(10), || pkg
+            .path()
+            .join("again")
+            .exists())
+        .await
     );
-    assert_eq!(
-        ok_body(&out.result),
-        "\"small\"",
-        "the invocation stays open after a refused body"
-    );
+    let read = |f: &str| std::fs::read_to_string(pkg.path().join(f)).unwrap();
+    assert_eq!(read("status").trim(), "413");
+    assert_eq!(read("again").trim(), "404", "the invocation is over");
+    // The runtime is healthy: the instance takes the next invocation.
+    let next = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(ok_body(&next.result), "\"next one\"");
     inst.shutdown().await;
 }
 

@@ -8,10 +8,10 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use fnbox_engine::http_util::{read_body, Oversize};
+use fnbox_engine::http_util::{read_body, BodyError, Oversize};
 use fnbox_engine::instance::channel::{RuntimeReply, WorkKind};
 use fnbox_engine::InstanceApi;
-use fnbox_wire::fg::{headers, paths, INVOKE_TYPE_INITIALIZER};
+use fnbox_wire::fg::{headers, paths, ErrorBody, INVOKE_TYPE_INITIALIZER};
 use fnbox_wire::limits::{CONTROL_BODY_MAX, SYNC_PAYLOAD_MAX};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -77,6 +77,11 @@ async fn error(
 }
 
 /// Reads a response or error body (6 MiB at most) and hands it to the waiting invocation.
+///
+/// A body over the limit answers the runtime 413 and ends the invocation at once with
+/// `FunctionResponseTooLarge` (openYuanrong's name, as for HTTP functions): the caller is not
+/// left waiting for the deadline, and the instance stays, as it does for a handler error — the
+/// runtime itself is healthy and may answer the next invocation.
 async fn complete(
     api: &InstanceApi,
     id: &str,
@@ -84,10 +89,27 @@ async fn complete(
     body: Body,
     reply: fn(bytes::Bytes) -> RuntimeReply,
 ) -> Result<StatusCode, ApiError> {
-    let body = read_body(body, headers, SYNC_PAYLOAD_MAX, Oversize::ReadToLimit).await?;
+    let body = match read_body(body, headers, SYNC_PAYLOAD_MAX, Oversize::ReadToLimit).await {
+        Ok(body) => body,
+        Err(e @ BodyError::TooLarge { .. }) => {
+            if api.runtime.is_in_flight(id) {
+                let error = ErrorBody::new(
+                    ERR_RESPONSE_TOO_LARGE,
+                    format!("response body size exceeds the limit of {SYNC_PAYLOAD_MAX} bytes"),
+                );
+                let body = serde_json::to_vec(&error).expect("error body serializes");
+                let _ = api.runtime.complete(id, RuntimeReply::Error(body.into()));
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     api.runtime.complete(id, reply(body))?;
     Ok(StatusCode::OK)
 }
+
+/// errorType of a response over 6 MiB (openYuanrong's name).
+pub const ERR_RESPONSE_TOO_LARGE: &str = crate::http_bridge::ERR_TOO_LARGE;
 
 async fn init_error(
     State(api): Api,
