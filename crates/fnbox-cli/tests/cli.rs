@@ -178,3 +178,80 @@ fn validate_accepts_the_examples() {
         assert!(text(&out.stdout).contains(": ok: function"), "{ex}");
     }
 }
+
+/// CONTRACT §3 step 3, as `fnbox serve` does it: the caller gets the runtime's answer even when an
+/// extension never answers its invoke push; the invocation then ends by the deadline, and the
+/// instance is replaced. `fnbox run` used to throw the answer away and exit 1.
+#[test]
+fn run_prints_the_answer_when_an_extension_never_answers_its_push() {
+    let pkg = FixturePackage::bash(
+        "func_name: hangext\ntimeout: 3\n",
+        r#"while next; do respond "$REQUEST_ID" '{"answered":true}'; done"#,
+    );
+    pkg.write(
+        "extension/extensionHang.sh",
+        &format!(
+            "{}\n{}",
+            fnbox_testkit::BASH_HTTP,
+            // Accepts every push and never answers it; registers once it listens.
+            r#"export MARK="$RUNTIME_CODE_ROOT/listening.$$"
+python3 -c '
+import os, socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8081))
+s.listen(16)
+open(os.environ["MARK"], "w").close()
+held = []
+while True:
+    held.append(s.accept())
+' &
+while [ ! -e "$MARK" ]; do sleep 0.05; done
+register extensionHang.sh 127.0.0.1:8081
+wait
+"#
+        ),
+    );
+    let out = fnbox(&["run", pkg.path().to_str().unwrap(), "--times", "2"]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}; stderr: {stderr}",
+        out.status
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [r#"{"answered":true}"#, r#"{"answered":true}"#],
+        "stderr: {stderr}"
+    );
+    assert_eq!(
+        stderr
+            .matches("was answered, then the instance failed")
+            .count(),
+        2,
+        "{stderr}"
+    );
+}
+
+/// Warnings on a non-terminal stderr carry no colour codes.
+#[test]
+fn warnings_in_a_pipe_have_no_ansi_codes() {
+    let pkg = FixturePackage::bash(
+        "func_name: warnpipe\n",
+        r#"while next; do respond "$REQUEST_ID" '"ok"'; done"#,
+    );
+    // An extension that registers a listener nobody serves: every push fails with a warning.
+    pkg.write(
+        "extension/extensionGone.sh",
+        &format!(
+            "{}\nregister extensionGone.sh 127.0.0.1:8081\nwhile :; do sleep 1; done\n",
+            fnbox_testkit::BASH_HTTP
+        ),
+    );
+    let out = fnbox(&["run", pkg.path().to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("WARN"), "a warning was printed: {stderr}");
+    assert!(!stderr.contains('\x1b'), "no escape codes: {stderr:?}");
+}
