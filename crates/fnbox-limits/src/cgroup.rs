@@ -65,6 +65,22 @@ pub(crate) fn write(path: &Path, value: &str) -> Result<(), LimitError> {
         .map_err(io_err("writing", path))
 }
 
+/// Opens a cgroup file for positioned reads and writes.
+fn open_rw(path: &Path) -> Result<File, LimitError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))
+}
+
+/// The whole (small) content of an open cgroup file: a positioned read from offset 0, which
+/// makes the kernel generate it afresh.
+fn read_at_start<'b>(f: &File, buf: &'b mut [u8]) -> io::Result<&'b str> {
+    let n = f.read_at(buf, 0)?;
+    std::str::from_utf8(&buf[..n]).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 fn read_value(path: &Path) -> Option<u64> {
     match fs::read_to_string(path) {
         Ok(t) => single_value(&t),
@@ -460,8 +476,8 @@ pub(crate) async fn remove_group_dir_async(dir: &Path, version: Version) -> bool
 /// Where the peak of a v2 group comes from.
 #[derive(Debug)]
 enum PeakSource {
-    /// v1: `memory.max_usage_in_bytes`, reset by writing 0.
-    V1,
+    /// v1: `memory.max_usage_in_bytes` (kept open), reset by writing 0.
+    V1(File),
     /// v2 on kernel >= 6.12: an open `memory.peak`; writing to it resets the peak seen
     /// through that file descriptor.
     V2Fd(File),
@@ -501,6 +517,10 @@ pub(crate) struct CgroupGroup {
     dir: PathBuf,
     procs: CString,
     peak: PeakSource,
+    /// Where OOM kills are counted (`memory.events`, `memory.oom_control`, or `memory.failcnt`
+    /// on old v1 kernels), kept open: every invocation reads it, and a positioned read of an
+    /// open cgroup file is one syscall instead of open, read, close and a path allocation.
+    oom: File,
     /// v1 kernels before 4.13 have no `oom_kill` line in `memory.oom_control`.
     v1_has_oom_kill: bool,
     /// Set once the directory is gone, so a second removal (or the drop after an awaited
@@ -559,7 +579,7 @@ impl CgroupGroup {
                 if !v1_has_oom_kill {
                     tracing::warn!("memory.oom_control has no oom_kill line (kernel < 4.13): OOM kills are inferred from memory.failcnt");
                 }
-                PeakSource::V1
+                PeakSource::V1(open_rw(&dir.join("memory.max_usage_in_bytes"))?)
             }
             Version::V2 => {
                 write(&dir.join("memory.max"), &limit_s)?;
@@ -572,11 +592,18 @@ impl CgroupGroup {
                 v2_peak_source(dir, sampler)
             }
         };
+        let oom = match version {
+            Version::V1 if v1_has_oom_kill => dir.join("memory.oom_control"),
+            Version::V1 => dir.join("memory.failcnt"),
+            Version::V2 => dir.join("memory.events"),
+        };
+        let oom = File::open(&oom).map_err(io_err("opening", &oom))?;
         Ok(CgroupGroup {
             version,
             dir: dir.to_path_buf(),
             procs,
             peak,
+            oom,
             v1_has_oom_kill,
             removed: AtomicBool::new(false),
         })
@@ -592,7 +619,10 @@ impl CgroupGroup {
 
     pub(crate) fn reset_peak(&self) {
         let res = match &self.peak {
-            PeakSource::V1 => write(&self.dir.join("memory.max_usage_in_bytes"), "0"),
+            PeakSource::V1(f) => f
+                .write_at(b"0", 0)
+                .map(drop)
+                .map_err(io_err("writing", &self.dir)),
             PeakSource::V2Fd(f) => f
                 .write_at(b"reset\n", 0)
                 .map(drop)
@@ -610,16 +640,12 @@ impl CgroupGroup {
 
     pub(crate) fn peak_bytes(&self) -> u64 {
         match &self.peak {
-            PeakSource::V1 => read_value(&self.dir.join("memory.max_usage_in_bytes")).unwrap_or(0),
-            PeakSource::V2Fd(f) => {
+            PeakSource::V1(f) | PeakSource::V2Fd(f) => {
                 let mut buf = [0u8; 32];
-                match f.read_at(&mut buf, 0) {
-                    Ok(n) => std::str::from_utf8(&buf[..n])
-                        .ok()
-                        .and_then(single_value)
-                        .unwrap_or(0),
+                match read_at_start(f, &mut buf) {
+                    Ok(text) => single_value(text).unwrap_or(0),
                     Err(e) => {
-                        tracing::debug!("reading memory.peak of {}: {e}", self.dir.display());
+                        tracing::debug!("reading the memory peak of {}: {e}", self.dir.display());
                         0
                     }
                 }
@@ -648,23 +674,20 @@ impl CgroupGroup {
     }
 
     pub(crate) fn oom_kills(&self) -> u64 {
-        match self.version {
-            Version::V1 => {
-                let text =
-                    fs::read_to_string(self.dir.join("memory.oom_control")).unwrap_or_default();
-                if self.v1_has_oom_kill {
-                    keyed_value(&text, "oom_kill").unwrap_or(0)
-                } else {
-                    // Old kernels: the limit was hit at least once. Callers confirm with a
-                    // SIGKILL exit status.
-                    u64::from(read_value(&self.dir.join("memory.failcnt")).unwrap_or(0) > 0)
-                }
+        let mut buf = [0u8; 512];
+        let text = match read_at_start(&self.oom, &mut buf) {
+            Ok(text) => text,
+            Err(e) => {
+                tracing::debug!("reading the OOM counter of {}: {e}", self.dir.display());
+                return 0;
             }
-            Version::V2 => {
-                let text = fs::read_to_string(self.dir.join("memory.events")).unwrap_or_default();
-                keyed_value(&text, "oom_kill").unwrap_or(0)
-            }
+        };
+        if self.version == Version::V1 && !self.v1_has_oom_kill {
+            // Old kernels: the limit was hit at least once. Callers confirm with a SIGKILL
+            // exit status.
+            return u64::from(single_value(text).unwrap_or(0) > 0);
         }
+        keyed_value(text, "oom_kill").unwrap_or(0)
     }
 
     pub(crate) fn kill_all(&self) {
