@@ -123,5 +123,8 @@ fn validate(package: &std::path::Path) -> Result<(), MainError> {
         c.timeout,
         p.extensions.len()
     );
+    for note in &p.notes {
+        println!("note: {note}");
+    }
     Ok(())
 }

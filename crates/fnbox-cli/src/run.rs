@@ -13,6 +13,9 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
     let package = Arc::new(fnbox_package::load(&args.package)?);
+    for note in &package.notes {
+        eprintln!("note: {note}");
+    }
     let event = match (&args.event, &args.event_file) {
         (Some(e), _) => bytes::Bytes::from(e.clone()),
         (None, Some(path)) => match std::fs::read(path) {

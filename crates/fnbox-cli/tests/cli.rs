@@ -255,3 +255,36 @@ fn warnings_in_a_pipe_have_no_ansi_codes() {
     assert!(stderr.contains("WARN"), "a warning was printed: {stderr}");
     assert!(!stderr.contains('\x1b'), "no escape codes: {stderr:?}");
 }
+
+/// A package without a config file, or with an empty one, is valid, and the user is told that
+/// every setting is its default.
+#[test]
+fn missing_or_empty_function_yaml_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("defaults");
+    std::fs::create_dir(&pkg).unwrap();
+    let boot = pkg.join("bootstrap");
+    std::fs::write(&boot, "#!/bin/sh\n").unwrap();
+    let exec = <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755);
+    std::fs::set_permissions(&boot, exec).unwrap();
+    let out = fnbox(&["validate", pkg.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("note:") && stdout.contains("no function.yaml or function.json"),
+        "{stdout}"
+    );
+    for empty in ["", "null\n", "~\n"] {
+        std::fs::write(pkg.join("function.yaml"), empty).unwrap();
+        let out = fnbox(&["validate", pkg.to_str().unwrap()]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(
+            stdout.contains("function.yaml is empty"),
+            "{empty:?}: {stdout}"
+        );
+    }
+    std::fs::write(pkg.join("function.yaml"), "timeout: 5\n").unwrap();
+    let stdout = text(&fnbox(&["validate", pkg.to_str().unwrap()]).stdout);
+    assert!(!stdout.contains("note:"), "{stdout}");
+}

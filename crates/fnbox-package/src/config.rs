@@ -282,19 +282,33 @@ fn parse_document(text: &str, origin: &Path) -> Result<Value, PackageError> {
         let message = e.to_string();
         // The parser points a duplicate key at its mapping's start; point at the duplicate.
         let (line, column) = duplicate_key_line(text, &message).map_or((line, column), |l| (l, 1));
+        let message = match oversized_integer(&message) {
+            Some(m) => m,
+            None => format!("invalid YAML: {}", strip_location(&message, line, column)),
+        };
         PackageError::Syntax {
             file: origin.to_owned(),
             line,
             column,
-            message: format!(
-                "invalid YAML: {}",
-                strip_location(&e.to_string(), line, column)
-            ),
+            message,
         }
     };
     let mut value: Value = serde_yaml_ng::from_str(text).map_err(yaml_error)?;
     value.apply_merge().map_err(yaml_error)?;
     Ok(value)
+}
+
+/// A number too large for any field (the YAML parser reports it as a type error of `u128`):
+/// `field: N is out of range (far larger than any allowed value)`.
+fn oversized_integer(message: &str) -> Option<String> {
+    let (field, rest) = message.split_once(": invalid type: integer `")?;
+    let (number, rest) = rest.split_once('`')?;
+    if !rest.starts_with(" as u128") && !rest.starts_with(" as i128") {
+        return None;
+    }
+    Some(format!(
+        "{field}: {number} is out of range (far larger than any allowed value)"
+    ))
 }
 
 /// The line of the second top-level `key:` for a "duplicate entry with key \"key\"" message.

@@ -58,6 +58,9 @@ pub struct Package {
     pub config: FunctionConfig,
     /// The extensions of the config's dialect, sorted by name.
     pub extensions: Vec<Extension>,
+    /// Things a user should be told although the package is valid (e.g. that there is no
+    /// config file and every setting is its default); the CLI prints them as `note:` lines.
+    pub notes: Vec<String>,
     /// Keeps a zip's extraction directory alive as long as the package.
     _extracted: Option<tempfile::TempDir>,
 }
@@ -129,17 +132,32 @@ fn load_root(
         });
     }
 
+    let mut notes = Vec::new();
     let (config, config_file, shown_config) = match present.first() {
-        None => (
-            config::defaults_for(shown, default_name)?,
-            None,
-            shown.to_owned(),
-        ),
+        None => {
+            notes.push(format!(
+                "{} has no function.yaml or function.json: every setting is its default \
+                 (func_name '{default_name}', runtime Custom, memory 128 MB, timeout 3 s)",
+                shown.display()
+            ));
+            (
+                config::defaults_for(shown, default_name)?,
+                None,
+                shown.to_owned(),
+            )
+        }
         Some(name) => {
             let file = root.join(name);
             let shown_file = shown.join(name);
             let text = read_config(&root, &file, &shown_file)?;
             let config = parse_config(&text, &shown_file, default_name)?;
+            let body = text.trim_start_matches('\u{feff}').trim();
+            if body.is_empty() || body == "null" || body == "~" || body == "{}" {
+                notes.push(format!(
+                    "{} is empty: every setting is its default",
+                    shown_file.display()
+                ));
+            }
             (config, Some(file), shown_file)
         }
     };
@@ -161,6 +179,7 @@ fn load_root(
         config_file,
         config,
         extensions,
+        notes,
         _extracted: extracted,
     })
 }

@@ -197,6 +197,9 @@ impl Served {
                 c.max_instances
             ));
         }
+        for note in &self.function.package().notes {
+            lines.push(format!("  note: {note}"));
+        }
         lines
     }
 }

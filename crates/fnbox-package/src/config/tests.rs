@@ -123,6 +123,10 @@ fn memory_size_must_be_one_of_the_list() {
         &error("memory_size: 99999999999"),
         &["memory_size", "99999999999"],
     );
+    // Larger than any integer type: still the field and the value, not a serde type error.
+    let m = error("memory_size: 99999999999999999999");
+    assert_mentions(&m, &["memory_size", "99999999999999999999", "out of range"]);
+    assert!(!m.contains("u128"), "{m}");
 }
 
 #[test]
