@@ -6,8 +6,6 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -20,43 +18,24 @@ pub fn repo() -> PathBuf {
         .unwrap()
 }
 
-/// `target/<profile>/fnbox-telemetry-recorder`, next to the `fnbox` binary under test, built
-/// (once per test process) with `cargo build -p fnbox-extension --bin fnbox-telemetry-recorder`
-/// so it is never older than its source. Cargo only builds the binaries of the package under
-/// test, and the recorder is `fnbox-extension`'s.
+/// `target/<profile>/fnbox-telemetry-recorder`, next to the `fnbox` binary under test.
+///
+/// It is `fnbox-extension`'s binary, which cargo builds for `cargo test --workspace` (that
+/// package has integration tests) and for `cargo build --workspace`; a test never runs a nested
+/// `cargo build`. When it is missing, the test fails saying how to build it.
 pub fn recorder_bin(fnbox: impl AsRef<Path>) -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let dir = fnbox.as_ref().parent().unwrap();
-            let bin = dir.join("fnbox-telemetry-recorder");
-            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(repo()).args([
-                "build",
-                "-p",
-                "fnbox-extension",
-                "--bin",
-                "fnbox-telemetry-recorder",
-            ]);
-            if dir.file_name().and_then(|n| n.to_str()) == Some("release") {
-                cmd.arg("--release");
-            }
-            let out = cmd.output().expect("run cargo build");
-            assert!(
-                out.status.success(),
-                "cargo build of fnbox-telemetry-recorder failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(
-                bin.is_file(),
-                "cargo built fnbox-telemetry-recorder, but not at {} (a --target or target-dir \
-                 setup this test does not know about?)",
-                bin.display()
-            );
-            bin
-        })
-        .clone()
+    let dir = fnbox
+        .as_ref()
+        .parent()
+        .expect("the fnbox binary has a directory");
+    let bin = dir.join("fnbox-telemetry-recorder");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first with `cargo build --workspace` (or run the whole suite \
+         with `cargo test --workspace`, which builds it)",
+        bin.display()
+    );
+    bin
 }
 
 /// Copies `from` into `to`, recursively. `fs::copy` keeps the permission bits, so bootstrap
