@@ -9,7 +9,10 @@
 //!
 //! # Layout
 //! - [`store`]: [`AsyncStore`] (open, schema migrations, enqueue, status, list, claim, finish),
-//!   [`AsyncStatus`] and its JSON renderings, the start-up checks.
+//!   [`AsyncStatus`] and its JSON renderings, the start-up checks; the SQLite backend.
+//! - [`postgres`]: the PostgreSQL backend ([`AsyncStore::connect`]): several fnbox nodes on
+//!   one queue, claims with `FOR UPDATE SKIP LOCKED` and leases, `LISTEN/NOTIFY`.
+//! - `backend`: the trait both backends implement.
 //! - [`settings`]: per-function [`FunctionSettings`] (attempts, event age, backoff,
 //!   concurrency, destinations), the FunctionGraph-shaped [`AsyncInvokeConfig`],
 //!   [`WorkerSettings`].
@@ -89,14 +92,17 @@
 
 pub mod error;
 pub mod notification;
+pub mod postgres;
 pub mod settings;
 pub mod store;
 pub mod worker;
 
+mod backend;
 mod delivery;
 
 pub use error::{SettingsError, StoreError};
 pub use notification::{Condition, NotificationFormat};
+pub use postgres::{redact_url, PgOptions};
 pub use settings::{
     AsyncInvokeConfig, Backoff, DeliverySettings, Destinations, FunctionSettings, WorkerSettings,
 };
