@@ -72,6 +72,21 @@ pub enum ConfigError {
     },
 }
 
+/// Checks `--queue` / `queue:`: a `postgres://` or `postgresql://` URL. The message never
+/// repeats the value (it may hold a password).
+pub fn check_queue_url(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(
+            "must be a PostgreSQL URL, postgres://user:password@host:port/database \
+             (without it the queue is the SQLite file in --data-dir)"
+                .into(),
+        )
+    }
+}
+
 /// Pool settings a config entry may override in the package's `function.yaml`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +182,8 @@ pub struct ServeFile {
     pub token: Option<String>,
     /// `functions`, paths resolved.
     pub functions: Vec<FunctionSpec>,
+    /// `queue`: a PostgreSQL URL for the async invocation queue (see [`check_queue_url`]).
+    pub queue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +193,7 @@ struct RawFile {
     token: Option<String>,
     #[serde(default)]
     functions: Vec<RawEntry>,
+    queue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,10 +271,14 @@ impl ServeFile {
                 overrides,
             });
         }
+        if let Some(q) = &raw.queue {
+            check_queue_url(q).map_err(|m| field("queue".into(), m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
+            queue: raw.queue,
         })
     }
 }
