@@ -11,6 +11,7 @@
 //!     reserved_instances: 1
 //!     concurrent_num: 2
 //!     idle_timeout: 30
+//! queue: postgres://fnbox:pw@db:5432/fnbox  # optional; async queue shared by several nodes
 //! ```
 //!
 //! Unknown fields are refused; every message names the file and the field. Command-line values
@@ -370,6 +371,19 @@ mod tests {
             e,
             "/etc/x/fnbox.yaml: functions[1].max_instances: 0 is out of range: allowed 1..=1000"
         );
+    }
+
+    #[test]
+    fn queue_is_a_postgres_url_and_never_echoed() {
+        let f = parse("queue: postgres://u:pw@db:5432/q\n").unwrap();
+        assert_eq!(f.queue.as_deref(), Some("postgres://u:pw@db:5432/q"));
+        assert_eq!(parse("functions: []\n").unwrap().queue, None);
+        let e = parse("queue: mysql://u:pw@db/q\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/x/fnbox.yaml: queue: must be a PostgreSQL URL"),
+            "{e}"
+        );
+        assert!(!e.contains("pw"), "{e}");
     }
 
     #[test]
