@@ -546,7 +546,8 @@ pub(crate) struct DueDelivery {
 
 /// The durable queue. Cheap to clone; all clones share one backend: the embedded SQLite file
 /// ([`AsyncStore::open`], the default) or a PostgreSQL database shared by several fnbox nodes
-/// ([`AsyncStore::connect`]). Both give the same semantics through one internal trait (`backend::Backend`).
+/// ([`AsyncStore::connect`]). Both give the same semantics through one internal trait
+/// (`backend::Backend`).
 #[derive(Clone)]
 pub struct AsyncStore {
     backend: Arc<dyn Backend>,
