@@ -73,7 +73,3 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// How often [`Backend::maintain`] should run; `None` when it does nothing.
     fn maintenance_interval(&self) -> Option<std::time::Duration>;
 }
-
-/// Keeps the payload type in scope for implementors' signatures.
-#[allow(dead_code)]
-fn _uses(_: Bytes) {}
