@@ -78,6 +78,25 @@ pub enum StoreError {
     /// The request id is empty or too long.
     #[error("invalid request id {0:?}: must be 1..=128 bytes")]
     InvalidRequestId(String),
+    /// The PostgreSQL queue could not be used at start-up: unreachable, refused the login,
+    /// too old a server, or a schema written by a newer fnbox. `url` has its password
+    /// redacted.
+    #[error("async invocation queue {url}: {reason}")]
+    Postgres {
+        /// The `--queue` URL, password replaced by `***`.
+        url: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
+    /// The queue's database cannot be reached now (it went away while serving). Nothing was
+    /// accepted; the caller should answer 503 and the client retry later.
+    #[error("async invocation queue {location} is unavailable: {reason}")]
+    Unavailable {
+        /// The redacted URL (or the database file).
+        location: String,
+        /// What the client library said.
+        reason: String,
+    },
     /// A database operation failed after start-up (disk full, I/O error, …).
     #[error("async invocation store {path}: {reason}")]
     Database {

@@ -9,7 +9,10 @@
 //!
 //! # Layout
 //! - [`store`]: [`AsyncStore`] (open, schema migrations, enqueue, status, list, claim, finish),
-//!   [`AsyncStatus`] and its JSON renderings, the start-up checks.
+//!   [`AsyncStatus`] and its JSON renderings, the start-up checks; the SQLite backend.
+//! - [`postgres`]: the PostgreSQL backend ([`AsyncStore::connect`]): several fnbox nodes on
+//!   one queue, claims with `FOR UPDATE SKIP LOCKED` and leases, `LISTEN/NOTIFY`.
+//! - `backend`: the trait both backends implement.
 //! - [`settings`]: per-function [`FunctionSettings`] (attempts, event age, backoff,
 //!   concurrency, destinations), the FunctionGraph-shaped [`AsyncInvokeConfig`],
 //!   [`WorkerSettings`].
@@ -44,8 +47,12 @@
 //!   POSTed until a 2xx answer or its retries are used up; a POST in flight at a crash is sent
 //!   again after the restart.
 //!
+//! The same semantics hold on the PostgreSQL backend ([`AsyncStore::connect`], several fnbox
+//! nodes on one database): there a node's running attempts are taken over by the others when
+//! its lease expires, instead of at the next open.
+//!
 //! # Limitations
-//! - One fnbox process owns a data dir at a time (an exclusive `flock` on `async.lock`); a
+//! - SQLite: one fnbox process owns a data dir at a time (an exclusive `flock` on `async.lock`); a
 //!   second one fails at start-up with an error naming the path.
 //! - Each commit is an fsync (no group commit): about 1 ms per enqueue on the development VM,
 //!   plenty for local testing; a burst of concurrent enqueues is serialised by the writer.
@@ -89,14 +96,17 @@
 
 pub mod error;
 pub mod notification;
+pub mod postgres;
 pub mod settings;
 pub mod store;
 pub mod worker;
 
+mod backend;
 mod delivery;
 
 pub use error::{SettingsError, StoreError};
 pub use notification::{Condition, NotificationFormat};
+pub use postgres::{redact_url, PgOptions};
 pub use settings::{
     AsyncInvokeConfig, Backoff, DeliverySettings, Destinations, FunctionSettings, WorkerSettings,
 };

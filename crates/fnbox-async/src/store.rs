@@ -30,6 +30,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::backend::{Backend, StoreFuture};
 use crate::error::StoreError;
 use crate::notification::Condition;
 
@@ -120,7 +121,7 @@ impl InvokeSource {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "lambda" => InvokeSource::Lambda,
             "cli" => InvokeSource::Cli,
@@ -200,7 +201,7 @@ impl AttemptOutcome {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "success" => AttemptOutcome::Success,
             "function_error" => AttemptOutcome::FunctionError,
@@ -249,7 +250,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub(crate) fn parse(s: &str) -> Self {
         match s {
             "delivered" => DeliveryState::Delivered,
             "failed" => DeliveryState::Failed,
@@ -543,9 +544,27 @@ pub(crate) struct DueDelivery {
     pub attempts: u32,
 }
 
-/// The durable queue. Cheap to clone; all clones share one database.
+/// The durable queue. Cheap to clone; all clones share one backend: the embedded SQLite file
+/// ([`AsyncStore::open`], the default) or a PostgreSQL database shared by several fnbox nodes
+/// ([`AsyncStore::connect`]). Both give the same semantics through one internal trait
+/// (`backend::Backend`).
 #[derive(Clone)]
 pub struct AsyncStore {
+    backend: Arc<dyn Backend>,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for AsyncStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncStore")
+            .field("location", &self.backend.location())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SQLite backend. Cheap to clone; all clones share one database.
+#[derive(Clone)]
+pub(crate) struct SqliteQueue {
     inner: Arc<Inner>,
 }
 
@@ -553,17 +572,8 @@ pub(crate) struct Inner {
     path: PathBuf,
     writer: Mutex<Connection>,
     reader: Mutex<Connection>,
-    wake: Notify,
     recovered: u64,
     _lock: Flock<File>,
-}
-
-impl std::fmt::Debug for AsyncStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AsyncStore")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Milliseconds since the epoch, now.
@@ -619,6 +629,110 @@ impl AsyncStore {
     /// checks the file, migrates the schema, and puts invocations a killed fnbox left
     /// `running` back in the queue. Blocking; call it at start-up.
     pub fn open(data_dir: impl AsRef<Path>) -> Result<AsyncStore, StoreError> {
+        Ok(AsyncStore::with_backend(Arc::new(SqliteQueue::open(
+            data_dir,
+        )?)))
+    }
+
+    /// Connects to the PostgreSQL queue at `url` (`postgres://user:password@host:port/db`),
+    /// checks the server, runs the schema migrations and starts listening for new work. Any
+    /// number of fnbox nodes may share the database; see [`crate::postgres`]. Errors name
+    /// the URL with its password redacted.
+    pub async fn connect(
+        url: &str,
+        options: crate::postgres::PgOptions,
+    ) -> Result<AsyncStore, StoreError> {
+        let wake = Arc::new(Notify::new());
+        let backend = crate::postgres::PgQueue::connect(url, options, wake.clone()).await?;
+        Ok(AsyncStore {
+            backend: Arc::new(backend),
+            wake,
+        })
+    }
+
+    fn with_backend(backend: Arc<dyn Backend>) -> AsyncStore {
+        AsyncStore {
+            backend,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Where the queue lives, for messages: the database file, or the PostgreSQL URL with its
+    /// password redacted.
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Invocations found `running` at open and put back in the queue (SQLite; a PostgreSQL
+    /// queue takes over a dead node's attempts when their lease expires instead).
+    pub fn recovered_at_open(&self) -> u64 {
+        self.backend.recovered_at_open()
+    }
+
+    /// Accepts an invocation: returns once it is committed (to disk, or by the PostgreSQL
+    /// server). Answer 202 after this, and only after this.
+    pub async fn enqueue(
+        &self,
+        function: &str,
+        request_id: &str,
+        payload: Bytes,
+        source: InvokeSource,
+    ) -> Result<(), StoreError> {
+        if payload.len() > crate::MAX_PAYLOAD {
+            return Err(StoreError::PayloadTooLarge {
+                size: payload.len(),
+                limit: crate::MAX_PAYLOAD,
+            });
+        }
+        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
+            return Err(StoreError::InvalidRequestId(request_id.to_string()));
+        }
+        self.backend
+            .enqueue(
+                function.to_string(),
+                request_id.to_string(),
+                payload,
+                source,
+            )
+            .await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Everything known about `request_id`, or `None` if it was never accepted (or pruned).
+    pub async fn status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
+        self.backend.status(request_id.to_string()).await
+    }
+
+    /// Invocations matching `filter`, newest first, without bodies or history.
+    pub async fn list(&self, filter: ListFilter) -> Result<ListPage, StoreError> {
+        self.backend.list(filter).await
+    }
+
+    /// Rows per state.
+    pub async fn counts(&self) -> Result<StateCounts, StoreError> {
+        self.backend.counts().await
+    }
+
+    /// Wakes the worker (new work, or a slot became free).
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when [`AsyncStore::wake`] was called (or had been, since the last wait), or
+    /// another node announced new work.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.backend
+    }
+}
+
+impl SqliteQueue {
+    /// See [`AsyncStore::open`].
+    pub(crate) fn open(data_dir: impl AsRef<Path>) -> Result<SqliteQueue, StoreError> {
         let dir = data_dir.as_ref();
         if dir.exists() && !dir.is_dir() {
             return Err(unwritable(dir, "it exists and is not a directory"));
@@ -667,48 +781,53 @@ impl AsyncStore {
         .map_err(|e| open_error(&db_path, e))?;
         configure(&reader).map_err(|e| open_error(&db_path, e))?;
 
-        Ok(AsyncStore {
+        Ok(SqliteQueue {
             inner: Arc::new(Inner {
                 path: db_path,
                 writer: Mutex::new(writer),
                 reader: Mutex::new(reader),
-                wake: Notify::new(),
                 recovered,
                 _lock: lock,
             }),
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Runs `f` on the blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Database {
+                path: self.inner.path.clone(),
+                reason: format!("store task failed: {e}"),
+            }),
+        }
+    }
+}
+
+impl Backend for SqliteQueue {
+    fn location(&self) -> String {
+        std::path::absolute(&self.inner.path)
+            .unwrap_or_else(|_| self.inner.path.clone())
+            .display()
+            .to_string()
     }
 
-    /// Invocations found `running` at open and put back in the queue.
-    pub fn recovered_at_open(&self) -> u64 {
+    fn recovered_at_open(&self) -> u64 {
         self.inner.recovered
     }
 
-    /// Accepts an invocation: returns once it is committed to disk. Answer 202 after this.
-    pub async fn enqueue(
+    fn enqueue(
         &self,
-        function: &str,
-        request_id: &str,
+        function: String,
+        request_id: String,
         payload: Bytes,
         source: InvokeSource,
-    ) -> Result<(), StoreError> {
-        if payload.len() > crate::MAX_PAYLOAD {
-            return Err(StoreError::PayloadTooLarge {
-                size: payload.len(),
-                limit: crate::MAX_PAYLOAD,
-            });
-        }
-        if request_id.is_empty() || request_id.len() > MAX_REQUEST_ID {
-            return Err(StoreError::InvalidRequestId(request_id.to_string()));
-        }
-        let (function, request_id) = (function.to_string(), request_id.to_string());
-        let store = self.clone();
-        self.blocking(move |inner| {
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
             let now = now_ms();
             let conn = inner.writer.lock().expect("writer lock");
             let r = conn.execute(
@@ -724,71 +843,35 @@ impl AsyncStore {
                 }
                 Err(e) => Err(inner.db_error(e)),
             }
-        })
-        .await?;
-        store.inner.wake.notify_one();
-        Ok(())
+        }))
     }
 
-    /// Everything known about `request_id`, or `None` if it was never accepted (or pruned).
-    pub async fn status(&self, request_id: &str) -> Result<Option<AsyncStatus>, StoreError> {
-        let request_id = request_id.to_string();
-        self.blocking(move |inner| {
+    fn status(&self, request_id: String) -> StoreFuture<'_, Option<AsyncStatus>> {
+        Box::pin(self.blocking(move |inner| {
             let mut conn = inner.reader.lock().expect("reader lock");
             let tx = conn.transaction().map_err(|e| inner.db_error(e))?;
             let status = read_status(&tx, &request_id, true).map_err(|e| inner.db_error(e))?;
             Ok(status)
-        })
-        .await
+        }))
     }
 
-    /// Invocations matching `filter`, newest first, without bodies or history.
-    pub async fn list(&self, filter: ListFilter) -> Result<ListPage, StoreError> {
-        self.blocking(move |inner| {
+    fn list(&self, filter: ListFilter) -> StoreFuture<'_, ListPage> {
+        Box::pin(self.blocking(move |inner| {
             let mut conn = inner.reader.lock().expect("reader lock");
             let tx = conn.transaction().map_err(|e| inner.db_error(e))?;
             list(&tx, &filter).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Rows per state.
-    pub async fn counts(&self) -> Result<StateCounts, StoreError> {
-        self.blocking(move |inner| {
+    fn counts(&self) -> StoreFuture<'_, StateCounts> {
+        Box::pin(self.blocking(move |inner| {
             let conn = inner.reader.lock().expect("reader lock");
             counts(&conn).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Wakes the worker (new work, or a slot became free).
-    pub(crate) fn wake(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    /// Resolves when [`AsyncStore::wake`] was called (or had been, since the last wait).
-    pub(crate) async fn woken(&self) {
-        self.inner.wake.notified().await
-    }
-
-    /// Runs `f` on the blocking pool.
-    pub(crate) async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Inner) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || f(&inner)).await {
-            Ok(r) => r,
-            Err(e) => Err(StoreError::Database {
-                path: self.inner.path.clone(),
-                reason: format!("store task failed: {e}"),
-            }),
-        }
-    }
-
-    /// `(function, earliest next_attempt_at_ms)` of every function with queued work.
-    pub(crate) async fn queued_functions(&self) -> Result<Vec<(String, i64)>, StoreError> {
-        self.blocking(|inner| {
+    fn queued_functions(&self) -> StoreFuture<'_, Vec<(String, i64)>> {
+        Box::pin(self.blocking(|inner| {
             let conn = inner.reader.lock().expect("reader lock");
             let mut stmt = conn
                 .prepare_cached(
@@ -801,56 +884,43 @@ impl AsyncStore {
                 .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
                 .map_err(|e| inner.db_error(e))?;
             Ok(rows)
-        })
-        .await
+        }))
     }
 
-    /// Marks up to `limit` due rows of `function` `running` and returns them, oldest first.
-    pub(crate) async fn claim(
-        &self,
-        function: String,
-        now: i64,
-        limit: u32,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        self.blocking(move |inner| {
+    fn claim(&self, function: String, now: i64, limit: u32) -> StoreFuture<'_, Vec<Claimed>> {
+        Box::pin(self.blocking(move |inner| {
             let mut conn = inner.writer.lock().expect("writer lock");
             claim(&mut conn, &function, now, limit).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Records the end of an attempt (state, counts, history, delivery) in one transaction.
-    pub(crate) async fn finish(&self, end: AttemptEnd) -> Result<(), StoreError> {
-        self.blocking(move |inner| {
+    fn finish(&self, end: AttemptEnd) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
             let mut conn = inner.writer.lock().expect("writer lock");
             finish(&mut conn, &end).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Notifications due for a POST, excluding `skip` (those in flight).
-    pub(crate) async fn due_deliveries(
+    fn due_deliveries(
         &self,
         now: i64,
         limit: usize,
         skip: Vec<String>,
-    ) -> Result<(Vec<DueDelivery>, Option<i64>), StoreError> {
-        self.blocking(move |inner| {
+    ) -> StoreFuture<'_, (Vec<DueDelivery>, Option<i64>)> {
+        Box::pin(self.blocking(move |inner| {
             let conn = inner.reader.lock().expect("reader lock");
             due_deliveries(&conn, now, limit, &skip).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Records one POST of a notification.
-    pub(crate) async fn delivery_done(
+    fn delivery_done(
         &self,
         request_id: String,
         attempts: u32,
         outcome: Result<(), String>,
         next_attempt_at_ms: Option<i64>,
-    ) -> Result<(), StoreError> {
-        self.blocking(move |inner| {
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |inner| {
             let conn = inner.writer.lock().expect("writer lock");
             let now = now_ms();
             let r = match (&outcome, next_attempt_at_ms) {
@@ -872,14 +942,11 @@ impl AsyncStore {
                 ),
             };
             r.map(|_| ()).map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
     }
 
-    /// Deletes finished invocations older than `before_ms` whose notification (if any) is
-    /// no longer pending. Returns how many.
-    pub(crate) async fn prune(&self, before_ms: i64) -> Result<usize, StoreError> {
-        self.blocking(move |inner| {
+    fn prune(&self, before_ms: i64) -> StoreFuture<'_, usize> {
+        Box::pin(self.blocking(move |inner| {
             let conn = inner.writer.lock().expect("writer lock");
             conn.execute(
                 "DELETE FROM invocations
@@ -890,8 +957,15 @@ impl AsyncStore {
                 params![before_ms],
             )
             .map_err(|e| inner.db_error(e))
-        })
-        .await
+        }))
+    }
+
+    fn maintain(&self, _now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async { Ok(0) })
+    }
+
+    fn maintenance_interval(&self) -> Option<Duration> {
+        None
     }
 }
 

@@ -161,9 +161,24 @@ async fn schedule<I: Invoker>(
 ) {
     let store = shared.store.clone();
     let mut last_prune: Option<tokio::time::Instant> = None;
+    let mut last_upkeep: Option<tokio::time::Instant> = None;
     loop {
         if cancel.is_cancelled() {
             break;
+        }
+        // Shared queues: keep this node's leases alive, take over those of dead nodes.
+        if let Some(every) = store.backend().maintenance_interval() {
+            if last_upkeep.is_none_or(|t| t.elapsed() >= every) {
+                last_upkeep = Some(tokio::time::Instant::now());
+                match store.backend().maintain(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::warn!(
+                        count = n,
+                        "async attempts of a node that stopped (lease expired) were put back in the queue"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "cannot renew async attempt leases"),
+                }
+            }
         }
         let (poll, delivery, retention) = {
             let s = shared.settings.read().expect("settings lock");
@@ -173,7 +188,7 @@ async fn schedule<I: Invoker>(
         let mut next_due: Option<i64> = None;
         let mut failed = false;
 
-        match store.queued_functions().await {
+        match store.backend().queued_functions().await {
             Ok(functions) => {
                 for (function, earliest) in functions {
                     let settings = shared
@@ -191,7 +206,7 @@ async fn schedule<I: Invoker>(
                         continue;
                     }
                     let free = settings.max_concurrency - running;
-                    match store.claim(function.clone(), now, free).await {
+                    match store.backend().claim(function.clone(), now, free).await {
                         Ok(rows) => {
                             for row in rows {
                                 shared.add_running(&row.function);
@@ -228,7 +243,7 @@ async fn schedule<I: Invoker>(
                 .iter()
                 .cloned()
                 .collect();
-            match store.due_deliveries(now, free, skip).await {
+            match store.backend().due_deliveries(now, free, skip).await {
                 Ok((due, next)) => {
                     for d in due {
                         shared
@@ -258,7 +273,7 @@ async fn schedule<I: Invoker>(
         if let Some(keep) = retention {
             if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_INTERVAL) {
                 last_prune = Some(tokio::time::Instant::now());
-                match store.prune(now - keep.as_millis() as i64).await {
+                match store.backend().prune(now - keep.as_millis() as i64).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(count = n, "old async invocations pruned"),
                     Err(e) => tracing::warn!(error = %e, "cannot prune old async invocations"),
@@ -266,7 +281,7 @@ async fn schedule<I: Invoker>(
             }
         }
 
-        let wait = if failed {
+        let mut wait = if failed {
             poll
         } else {
             next_due
@@ -274,6 +289,9 @@ async fn schedule<I: Invoker>(
                 .unwrap_or(poll)
                 .min(poll)
         };
+        if let Some(every) = store.backend().maintenance_interval() {
+            wait = wait.min(every);
+        }
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = store.woken() => {}
@@ -336,7 +354,7 @@ async fn attempt<I: Invoker>(
     let mut tries = 0;
     loop {
         tries += 1;
-        match shared.store.finish(end.clone()).await {
+        match shared.store.backend().finish(end.clone()).await {
             Ok(()) => {
                 tracing::debug!(
                     request_id = %row.request_id,
@@ -660,6 +678,7 @@ async fn deliver(
         }
         if let Err(e) = shared
             .store
+            .backend()
             .delivery_done(d.request_id.clone(), attempts, result.map(|_| ()), next)
             .await
         {

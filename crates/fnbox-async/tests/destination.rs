@@ -1,5 +1,6 @@
 //! Destination notifications against a real HTTP listener on 127.0.0.1:0.
 
+#[macro_use]
 mod common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,7 +12,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use common::{fast, wait_final, wait_for, worker_settings, Fake, Running};
+use common::{fast, wait_final, wait_for, worker_settings, Fake, Queue, Running};
 use fnbox_async::{AsyncStore, DeliveryState, InvokeAttempt, InvokeSource, NotificationFormat};
 use serde_json::Value;
 
@@ -52,10 +53,8 @@ async fn serve(sink: Arc<Sink>) -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test]
-async fn success_and_failure_destinations_receive_the_functiongraph_notification() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn success_and_failure_destinations_receive_the_functiongraph_notification(q: Queue) {
+    let (store, _q) = q.open().await;
     let sink = Arc::new(Sink::default());
     let base = serve(sink.clone()).await;
     let fake = Fake::new();
@@ -134,10 +133,8 @@ async fn success_and_failure_destinations_receive_the_functiongraph_notification
     w.stop().await;
 }
 
-#[tokio::test]
-async fn lambda_functions_get_lambda_shaped_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn lambda_functions_get_lambda_shaped_records(q: Queue) {
+    let (store, _q) = q.open().await;
     let sink = Arc::new(Sink::default());
     let base = serve(sink.clone()).await;
     let fake = Fake::new();
@@ -171,10 +168,8 @@ async fn lambda_functions_get_lambda_shaped_records() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_destination_is_retried_until_it_recovers() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn a_failing_destination_is_retried_until_it_recovers(q: Queue) {
+    let (store, _q) = q.open().await;
     let sink = Arc::new(Sink {
         fail_first: AtomicU32::new(2),
         ..Default::default()
@@ -218,10 +213,8 @@ async fn a_failing_destination_is_retried_until_it_recovers() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn an_unreachable_destination_is_recorded_failed_after_its_retries() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn an_unreachable_destination_is_recorded_failed_after_its_retries(q: Queue) {
+    let (store, _q) = q.open().await;
     // A port nobody listens on.
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -301,3 +294,10 @@ async fn pending_notifications_survive_a_restart() {
     assert_eq!(sink.received.lock().unwrap().len(), 1);
     w.stop().await;
 }
+
+both!(
+    success_and_failure_destinations_receive_the_functiongraph_notification,
+    lambda_functions_get_lambda_shaped_records,
+    a_failing_destination_is_retried_until_it_recovers,
+    an_unreachable_destination_is_recorded_failed_after_its_retries,
+);

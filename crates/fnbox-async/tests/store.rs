@@ -1,6 +1,9 @@
 //! The store on its own: start-up checks, limits, schema, recovery, listing.
 
+#[macro_use]
 mod common;
+
+use common::Queue;
 
 use std::io::Write;
 
@@ -57,10 +60,8 @@ async fn enqueue_commits_before_returning_and_status_reports_it() {
     assert_eq!(mode, "wal");
 }
 
-#[tokio::test]
-async fn payload_limit_is_256_kib() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn payload_limit_is_256_kib(q: Queue) {
+    let (store, _q) = q.open().await;
     assert_eq!(MAX_PAYLOAD, 256 * 1024);
     store
         .enqueue(
@@ -99,10 +100,8 @@ async fn payload_limit_is_256_kib() {
     );
 }
 
-#[tokio::test]
-async fn duplicate_and_invalid_request_ids_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn duplicate_and_invalid_request_ids_are_refused(q: Queue) {
+    let (store, _q) = q.open().await;
     store
         .enqueue("f", "same", Bytes::new(), InvokeSource::FunctionGraph)
         .await
@@ -235,7 +234,7 @@ fn a_second_fnbox_on_the_same_data_dir_is_refused() {
     eprintln!("start-up error: {err}");
     assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains(&first.path().display().to_string()), "{msg}");
+    assert!(msg.contains(&first.location()), "{msg}");
     assert!(
         msg.contains(&format!("pid {}", std::process::id())),
         "names the holder: {msg}"
@@ -305,10 +304,8 @@ async fn invocations_left_running_are_requeued_at_open_with_the_attempt_counted(
     assert_eq!((counts.queued, counts.running, counts.succeeded), (2, 0, 1));
 }
 
-#[tokio::test]
-async fn list_filters_and_pages_like_functiongraph() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn list_filters_and_pages_like_functiongraph(q: Queue) {
+    let (store, _q) = q.open().await;
     for i in 0..5 {
         store
             .enqueue(
@@ -360,3 +357,9 @@ async fn list_filters_and_pages_like_functiongraph() {
     );
     assert_eq!(fnbox_async::parse_fg_time("yesterday"), None);
 }
+
+both!(
+    payload_limit_is_256_kib,
+    duplicate_and_invalid_request_ids_are_refused,
+    list_filters_and_pages_like_functiongraph,
+);

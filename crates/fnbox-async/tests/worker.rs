@@ -1,12 +1,13 @@
 //! The worker against a scripted invoker: completion, retries, throttling, event age,
 //! concurrency, stopping.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{fast, is, wait_final, worker_settings, Fake, Running};
+use common::{fast, is, wait_final, worker_settings, Fake, Queue, Running};
 use fnbox_async::notification::Condition;
 use fnbox_async::{
     AsyncState, AsyncStore, AttemptOutcome, InvokeAttempt, InvokeSource, ListFilter,
@@ -20,10 +21,8 @@ fn error_body(msg: &str) -> Bytes {
     ))
 }
 
-#[tokio::test]
-async fn accepted_invocation_runs_to_completion() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn accepted_invocation_runs_to_completion(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     let w = Running::start(&store, &fake, worker_settings(fast(1)));
     store
@@ -58,10 +57,8 @@ async fn accepted_invocation_runs_to_completion() {
     assert_eq!(fake.calls().len(), 1, "never run again");
 }
 
-#[tokio::test]
-async fn failed_attempts_are_retried_with_backoff_until_success() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn failed_attempts_are_retried_with_backoff_until_success(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.script(
         "r1",
@@ -114,10 +111,8 @@ async fn failed_attempts_are_retried_with_backoff_until_success() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn failed_attempts_give_up_after_max_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn failed_attempts_give_up_after_max_attempts(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.always("bad", InvokeAttempt::FunctionError(error_body("always")));
     let w = Running::start(&store, &fake, worker_settings(fast(3)));
@@ -144,10 +139,8 @@ async fn failed_attempts_give_up_after_max_attempts() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn functiongraph_default_does_not_retry_function_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn functiongraph_default_does_not_retry_function_errors(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.always("bad", InvokeAttempt::FunctionError(error_body("once")));
     let w = Running::start(&store, &fake, worker_settings(fast(1)));
@@ -160,10 +153,8 @@ async fn functiongraph_default_does_not_retry_function_errors() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn throttled_attempts_are_retried_without_consuming_attempts() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn throttled_attempts_are_retried_without_consuming_attempts(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.script("r1", std::iter::repeat_n(InvokeAttempt::Throttled, 5));
     // One attempt allowed: the five throttles must not use it.
@@ -186,10 +177,8 @@ async fn throttled_attempts_are_retried_without_consuming_attempts() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn throttled_until_max_event_age_is_discarded() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn throttled_until_max_event_age_is_discarded(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.always("busy", InvokeAttempt::Throttled);
     let mut settings = fast(1);
@@ -226,10 +215,8 @@ async fn throttled_until_max_event_age_is_discarded() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn events_older_than_max_age_are_not_attempted() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn events_older_than_max_age_are_not_attempted(q: Queue) {
+    let (store, _q) = q.open().await;
     store
         .enqueue("f", "old", Bytes::new(), InvokeSource::FunctionGraph)
         .await
@@ -246,10 +233,8 @@ async fn events_older_than_max_age_are_not_attempted() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn unknown_function_fails_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn unknown_function_fails_at_once(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.always("gone", InvokeAttempt::UnknownFunction);
     let w = Running::start(&store, &fake, worker_settings(fast(3)));
@@ -264,10 +249,8 @@ async fn unknown_function_fails_at_once() {
     w.stop().await;
 }
 
-#[tokio::test]
-async fn concurrency_is_bounded_per_function() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn concurrency_is_bounded_per_function(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.delay(Duration::from_millis(40));
     let mut settings = worker_settings(fast(1));
@@ -351,10 +334,8 @@ async fn stopping_records_in_flight_attempts_as_interrupted_and_a_restart_finish
     w.stop().await;
 }
 
-#[tokio::test]
-async fn settings_can_change_while_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = AsyncStore::open(dir.path()).unwrap();
+async fn settings_can_change_while_running(q: Queue) {
+    let (store, _q) = q.open().await;
     let fake = Fake::new();
     fake.script("r1", [InvokeAttempt::FunctionError(error_body("x"))]);
     let w = Running::start(&store, &fake, worker_settings(fast(1)));
@@ -369,3 +350,16 @@ async fn settings_can_change_while_running() {
     assert_eq!((s.state, s.attempts), (AsyncState::Succeeded, 2));
     w.stop().await;
 }
+
+both!(
+    accepted_invocation_runs_to_completion,
+    failed_attempts_are_retried_with_backoff_until_success,
+    failed_attempts_give_up_after_max_attempts,
+    functiongraph_default_does_not_retry_function_errors,
+    throttled_attempts_are_retried_without_consuming_attempts,
+    throttled_until_max_event_age_is_discarded,
+    events_older_than_max_age_are_not_attempted,
+    unknown_function_fails_at_once,
+    concurrency_is_bounded_per_function,
+    settings_can_change_while_running,
+);

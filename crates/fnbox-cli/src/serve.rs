@@ -29,6 +29,15 @@ pub struct ServeArgs {
     /// invocations (`async.sqlite3`). One fnbox serve per data dir.
     #[arg(long, env = "FNBOX_DATA_DIR", default_value = "./.fnbox")]
     pub data_dir: PathBuf,
+    /// Queue of asynchronous invocations shared by several fnbox nodes: a PostgreSQL URL,
+    /// `postgres://user:password@host:port/database`. Default `queue` of --config, else the
+    /// SQLite file in --data-dir.
+    #[arg(long, env = "FNBOX_QUEUE", hide_env_values = true)]
+    pub queue: Option<String>,
+    /// With --queue: how long an async attempt stays this node's without renewal before
+    /// another node takes it over (e.g. `30s`; at least 300ms). Default 30s.
+    #[arg(long, value_parser = parse_duration)]
+    pub queue_lease: Option<std::time::Duration>,
     /// Delay before the first retry of a failed asynchronous invocation, then doubling (e.g.
     /// `500ms`, `2s`, `1m`); default the platform's 1 min.
     #[arg(long, value_parser = parse_duration)]
@@ -76,6 +85,7 @@ struct Settings {
     listen: SocketAddr,
     token: Option<String>,
     functions: Vec<FunctionSpec>,
+    queue: Option<String>,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
@@ -93,10 +103,16 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
     let token = args.token.clone().or(file.token);
     let mut functions = file.functions;
     functions.extend(args.packages.iter().map(FunctionSpec::from_arg));
+    if let Some(q) = &args.queue {
+        fnbox_serve::config::check_queue_url(q)
+            .map_err(|m| MainError::AsyncSetup(format!("--queue: {m}")))?;
+    }
+    let queue = args.queue.clone().or(file.queue);
     Ok(Settings {
         listen,
         token,
         functions,
+        queue,
     })
 }
 
@@ -123,7 +139,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let started = async {
         let registry = Registry::load(&engine, &settings.functions)?;
         // The durable async queue: opened before binding, so a bad data dir fails fast.
-        let store = fnbox_async::AsyncStore::open(&args.data_dir)?;
+        let store = match &settings.queue {
+            Some(url) => {
+                let mut options = fnbox_async::PgOptions::default();
+                if let Some(lease) = args.queue_lease {
+                    options.lease = lease;
+                }
+                fnbox_async::AsyncStore::connect(url, options).await?
+            }
+            None => fnbox_async::AsyncStore::open(&args.data_dir)?,
+        };
         // Bind before any instance starts, so a busy port fails fast and nothing is left running.
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -149,9 +174,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let _ = writeln!(
         out,
         "async invocations: {} ({} queued, {} succeeded, {} failed; {} interrupted by the last stop put back in the queue)",
-        std::path::absolute(store.path())
-            .unwrap_or_else(|_| store.path().to_path_buf())
-            .display(),
+        store.location(),
         counts.queued + counts.running,
         counts.succeeded,
         counts.failed,

@@ -11,6 +11,7 @@
 //!     reserved_instances: 1
 //!     concurrent_num: 2
 //!     idle_timeout: 30
+//! queue: postgres://fnbox:pw@db:5432/fnbox  # optional; async queue shared by several nodes
 //! ```
 //!
 //! Unknown fields are refused; every message names the file and the field. Command-line values
@@ -70,6 +71,21 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+}
+
+/// Checks `--queue` / `queue:`: a `postgres://` or `postgresql://` URL. The message never
+/// repeats the value (it may hold a password).
+pub fn check_queue_url(v: &str) -> Result<(), String> {
+    let v = v.trim();
+    if v.starts_with("postgres://") || v.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(
+            "must be a PostgreSQL URL, postgres://user:password@host:port/database \
+             (without it the queue is the SQLite file in --data-dir)"
+                .into(),
+        )
+    }
 }
 
 /// Pool settings a config entry may override in the package's `function.yaml`.
@@ -167,6 +183,8 @@ pub struct ServeFile {
     pub token: Option<String>,
     /// `functions`, paths resolved.
     pub functions: Vec<FunctionSpec>,
+    /// `queue`: a PostgreSQL URL for the async invocation queue (see [`check_queue_url`]).
+    pub queue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +194,7 @@ struct RawFile {
     token: Option<String>,
     #[serde(default)]
     functions: Vec<RawEntry>,
+    queue: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -253,10 +272,14 @@ impl ServeFile {
                 overrides,
             });
         }
+        if let Some(q) = &raw.queue {
+            check_queue_url(q).map_err(|m| field("queue".into(), m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
+            queue: raw.queue,
         })
     }
 }
@@ -348,6 +371,19 @@ mod tests {
             e,
             "/etc/x/fnbox.yaml: functions[1].max_instances: 0 is out of range: allowed 1..=1000"
         );
+    }
+
+    #[test]
+    fn queue_is_a_postgres_url_and_never_echoed() {
+        let f = parse("queue: postgres://u:pw@db:5432/q\n").unwrap();
+        assert_eq!(f.queue.as_deref(), Some("postgres://u:pw@db:5432/q"));
+        assert_eq!(parse("functions: []\n").unwrap().queue, None);
+        let e = parse("queue: mysql://u:pw@db/q\n").unwrap_err().to_string();
+        assert!(
+            e.starts_with("/etc/x/fnbox.yaml: queue: must be a PostgreSQL URL"),
+            "{e}"
+        );
+        assert!(!e.contains("pw"), "{e}");
     }
 
     #[test]

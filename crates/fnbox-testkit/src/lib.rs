@@ -7,9 +7,11 @@
 //! - [`process_alive`], [`wait_until`]: checks on real processes.
 //! - [`http`]: the tests' HTTP client (hyper, one connection per request, bounded).
 //! - [`serve`]: the real `fnbox serve` started on an ephemeral port, `fnbox invoke`.
+//! - [`pg`]: a throwaway PostgreSQL server (Debian's `postgresql`) for the queue tests.
 //! - [`recorder`]: `examples/telemetry` copies and the `fnbox-telemetry-recorder` binary.
 
 pub mod http;
+pub mod pg;
 pub mod recorder;
 pub mod serve;
 

@@ -216,3 +216,64 @@ pub async fn wait_final(store: &AsyncStore, request_id: &str) -> AsyncStatus {
 pub fn is(state: AsyncState) -> impl Fn(&AsyncStatus) -> bool {
     move |s| s.state == state
 }
+
+/// The backend a shared test runs against.
+#[derive(Clone, Copy, Debug)]
+pub enum Queue {
+    /// The embedded SQLite file in a temp dir.
+    Sqlite,
+    /// A fresh database on the test binary's PostgreSQL server (`fnbox_testkit::pg`).
+    Postgres,
+}
+
+/// What keeps an opened queue's storage alive (the SQLite temp dir).
+pub struct Keep(#[allow(dead_code)] Option<tempfile::TempDir>);
+
+impl Queue {
+    /// An empty queue of this backend.
+    pub async fn open(self) -> (AsyncStore, Keep) {
+        match self {
+            Queue::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                (AsyncStore::open(dir.path()).unwrap(), Keep(Some(dir)))
+            }
+            Queue::Postgres => {
+                let url = tokio::task::spawn_blocking(|| {
+                    fnbox_testkit::pg::shared().create_database("queue")
+                })
+                .await
+                .expect("a test database");
+                (
+                    AsyncStore::connect(&url, fnbox_async::PgOptions::default())
+                        .await
+                        .expect("connect to the test database"),
+                    Keep(None),
+                )
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn name(q: Queue)` once per backend: `sqlite::name` and
+/// `postgres::name`.
+#[allow(unused_macros)]
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::Queue::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::common::Queue::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -44,6 +44,7 @@ fn store_error(e: StoreError) -> FrontError {
         StoreError::InvalidRequestId(_) | StoreError::DuplicateRequestId(_) => {
             FrontError::InvalidParameter(e.to_string())
         }
+        StoreError::Unavailable { .. } => FrontError::QueueUnavailable(e.to_string()),
         other => FrontError::Internal(other.to_string()),
     }
 }

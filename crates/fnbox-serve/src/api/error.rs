@@ -20,6 +20,7 @@
 //! | invocation timed out | 408 FSS.0408, `X-Is-Func-Err: true` | 200 `Unhandled`, `Sandbox.Timedout` |
 //! | async without a store (embedding) | 501 FSS.0501 | 501 `ServiceException` |
 //! | shutting down | 503 FSS.0503 | 503 `ServiceException` |
+//! | async queue's database unreachable | 503 FSS.0503 | 503 `ServiceException` |
 //! | internal | 500 FSS.0500 | 500 `ServiceException` |
 //! | no such route | 404 FSS.0404 | — |
 //!
@@ -135,6 +136,9 @@ pub enum FrontError {
     /// fnbox is stopping.
     #[error("fnbox is shutting down: function '{0}' takes no new invocations")]
     ShuttingDown(String),
+    /// The async queue's database cannot be reached now: nothing was accepted.
+    #[error("{0}; nothing was accepted, retry later")]
+    QueueUnavailable(String),
     /// No route for this method and path.
     #[error("Not found the specified resource: {method} {path}")]
     RouteNotFound {
@@ -151,7 +155,10 @@ pub enum FrontError {
 impl FrontError {
     /// Whether fnbox's own log should show it as an error.
     fn is_server_fault(&self) -> bool {
-        matches!(self, FrontError::Internal(_))
+        matches!(
+            self,
+            FrontError::Internal(_) | FrontError::QueueUnavailable(_)
+        )
     }
 
     fn log(&self) {
@@ -205,7 +212,9 @@ impl Fg {
             E::InitFailed { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "FSS.1404"),
             E::Timeout { .. } => (StatusCode::REQUEST_TIMEOUT, "FSS.0408"),
             E::AsyncNotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "FSS.0501"),
-            E::ShuttingDown(_) => (StatusCode::SERVICE_UNAVAILABLE, "FSS.0503"),
+            E::ShuttingDown(_) | E::QueueUnavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "FSS.0503")
+            }
             E::RouteNotFound { .. } => (StatusCode::NOT_FOUND, "FSS.0404"),
             E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "FSS.0500"),
         }
@@ -333,7 +342,7 @@ impl Lambda {
             E::AsyncNotImplemented(_) => {
                 Api(StatusCode::NOT_IMPLEMENTED, "ServiceException", "Service", None)
             }
-            E::ShuttingDown(_) => {
+            E::ShuttingDown(_) | E::QueueUnavailable(_) => {
                 Api(StatusCode::SERVICE_UNAVAILABLE, "ServiceException", "Service", None)
             }
             E::Internal(_) => Api(
