@@ -86,6 +86,14 @@ pub enum MainError {
     /// `--token` is not a valid header value.
     #[error("--token: {0}")]
     Token(String),
+    /// `--pod-name` is given where fnbox does not run one instance per pod.
+    #[error("--pod-name {name:?}: {reason}")]
+    PodName {
+        /// As given.
+        name: String,
+        /// What is required.
+        reason: String,
+    },
     /// A served function cannot be registered (bad package, clashing names or ports).
     #[error(transparent)]
     Registry(#[from] fnbox_serve::RegistryError),
@@ -209,6 +217,7 @@ impl MainError {
             | Cgroup(_)
             | Config(_)
             | Token(_)
+            | PodName { .. }
             | Registry(_)
             | Store(_)
             | AsyncSetup(_)

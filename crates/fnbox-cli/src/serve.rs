@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use fnbox_engine::{Engine, EngineConfig};
 use fnbox_limits::MemoryController;
-use fnbox_serve::config::{check_token, parse_listen, DEFAULT_LISTEN};
+use fnbox_serve::config::{check_exposure, check_token, parse_listen, DEFAULT_LISTEN};
 use fnbox_serve::{FunctionSpec, Registry, ServeFile, Server};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -21,8 +21,9 @@ pub struct ServeArgs {
     /// idle_timeout?}]`, `listen`, `token` (see README, "Serve").
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Address to listen on: loopback only (127.0.0.0/8, ::1, localhost); port 0 picks a free
-    /// port. Default 127.0.0.1:8000, or `listen` of --config.
+    /// Address to listen on: loopback only (127.0.0.0/8, ::1, localhost) unless a token is set
+    /// (then any, e.g. a pod's IP); port 0 picks a free port. Default 127.0.0.1:8000, or
+    /// `listen` of --config.
     #[arg(long)]
     pub listen: Option<String>,
     /// Directory for fnbox's state, created when missing: the durable queue of asynchronous
@@ -48,6 +49,49 @@ pub struct ServeArgs {
     /// How memory limits are enforced.
     #[arg(long, value_enum, default_value_t = MemoryModeArg::Auto)]
     pub memory_mode: MemoryModeArg,
+    /// The `podName` of the instance when fnbox runs one instance per pod (CONTRACT §2), e.g.
+    /// the Kubernetes pod's name from the downward API: needs exactly one function with
+    /// max_instances 1. Without it, each instance is named `<func_name>-<memory_size>-<8 hex>`.
+    #[arg(long, env = "FNBOX_POD_NAME", value_parser = parse_pod_name)]
+    pub pod_name: Option<String>,
+}
+
+/// `--pod-name`: what a pod's (or a host's) name may hold, 1 to 253 characters of letters,
+/// digits, `-`, `.` and `_`.
+fn parse_pod_name(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err(format!("{s:?} must be 1 to 253 characters long"));
+    }
+    if !s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err(format!(
+            "{s:?} may hold only letters, digits, '-', '.' and '_' (a pod's name)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+/// With `--pod-name`, the pod is the instance: one function, at most one instance of it.
+fn one_instance_per_pod(registry: &Registry, name: &str) -> Result<(), MainError> {
+    let listings: Vec<_> = registry.iter().map(|s| s.listing()).collect();
+    let reason = match listings.as_slice() {
+        [one] if one.max_instances == 1 => return Ok(()),
+        [one] => format!(
+            "the pod is the instance: function '{}' needs max_instances 1 (it has {}); set it in function.yaml or the config file",
+            one.name, one.max_instances
+        ),
+        many => format!(
+            "the pod is the instance: serve exactly one function (here {}: {})",
+            many.len(),
+            many.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Err(MainError::PodName {
+        name: name.to_string(),
+        reason,
+    })
 }
 
 /// Longest `--async-retry-delay`: a day.
@@ -93,14 +137,26 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
         Some(path) => ServeFile::load(path)?,
         None => ServeFile::default(),
     };
-    let listen = match &args.listen {
-        Some(v) => parse_listen(v, "--listen")?,
-        None => file.listen.unwrap_or(DEFAULT_LISTEN),
+    let (listen, listen_origin, listen_value) = match &args.listen {
+        Some(v) => (
+            parse_listen(v, "--listen")?,
+            "--listen".to_string(),
+            v.clone(),
+        ),
+        None => {
+            let origin = match &args.config {
+                Some(path) => format!("{}: listen", path.display()),
+                None => "listen".to_string(),
+            };
+            let addr = file.listen.unwrap_or(DEFAULT_LISTEN);
+            (addr, origin, addr.to_string())
+        }
     };
     if let Some(t) = &args.token {
         check_token(t).map_err(MainError::Token)?;
     }
     let token = args.token.clone().or(file.token);
+    check_exposure(listen, &listen_origin, &listen_value, token.is_some())?;
     let mut functions = file.functions;
     functions.extend(args.packages.iter().map(FunctionSpec::from_arg));
     if let Some(q) = &args.queue {
@@ -134,10 +190,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(crate::echo::stderr_echo(true));
+    config.pod_name = args.pod_name.clone();
     let engine = Engine::new(config);
     // Until the server owns the engine, a failure shuts the engine down before it is returned.
     let started = async {
         let registry = Registry::load(&engine, &settings.functions)?;
+        if let Some(name) = &args.pod_name {
+            one_instance_per_pod(&registry, name)?;
+        }
         // The durable async queue: opened before binding, so a bad data dir fails fast.
         let store = match &settings.queue {
             Some(url) => {
@@ -184,6 +244,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
         for line in served.describe() {
             let _ = writeln!(out, "{line}");
         }
+    }
+    if let Some(name) = &args.pod_name {
+        let _ = writeln!(out, "podName: {name} (one instance per pod)");
     }
     let _ = writeln!(
         out,

@@ -38,6 +38,9 @@ pub struct EngineConfig {
     /// Whether instances get their own network namespace. [`EngineConfig::new`] keeps the
     /// host network; the CLI sets [`NetworkMode::detect`]'s answer.
     pub network: NetworkMode,
+    /// The `podName` of every instance, when fnbox runs one instance per pod in a cluster
+    /// (CONTRACT §2: the pod's own name); `None`: `<func_name>-<memory_size>-<8 hex>` each.
+    pub pod_name: Option<String>,
 }
 
 impl EngineConfig {
@@ -50,6 +53,7 @@ impl EngineConfig {
             shutdown_grace: Duration::from_secs(2),
             extension_init_timeout: Duration::from_secs(10),
             network: NetworkMode::Host,
+            pod_name: None,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! ```yaml
 //! # fnbox.yaml
-//! listen: 127.0.0.1:8000        # optional; loopback only
+//! listen: 127.0.0.1:8000        # optional; loopback only unless a token is set
 //! token: s3cret                 # optional; every request then needs X-Auth-Token
 //! functions:
 //!   - path: ./examples/hello    # a package directory or .zip, relative to this file
@@ -61,7 +61,7 @@ pub enum ConfigError {
         /// What is allowed.
         message: String,
     },
-    /// `listen` / `--listen` is not a loopback socket address.
+    /// `listen` / `--listen` is not a socket address, or not loopback without a token.
     #[error("{origin} {value:?}: {reason}")]
     Listen {
         /// `--listen` or `<file>: listen`.
@@ -177,7 +177,7 @@ impl fmt::Display for FunctionSpec {
 /// A parsed, validated config file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ServeFile {
-    /// `listen`, validated (loopback).
+    /// `listen` (non-loopback needs a token: [`check_exposure`]).
     pub listen: Option<SocketAddr>,
     /// `token`.
     pub token: Option<String>,
@@ -297,11 +297,9 @@ pub fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses a listen address: `IP:PORT` or `localhost:PORT`, loopback only. `origin` names the
-/// flag or field in messages.
-///
-/// The front door has no TLS and at most a shared token, so fnbox refuses to listen anywhere
-/// but loopback; expose it through an SSH tunnel or a reverse proxy when needed.
+/// Parses a listen address: `IP:PORT` or `localhost:PORT`. `origin` names the flag or field in
+/// messages. Whether a non-loopback address may be used depends on the token:
+/// [`check_exposure`].
 pub fn parse_listen(value: &str, origin: &str) -> Result<SocketAddr, ConfigError> {
     let err = |reason: String| ConfigError::Listen {
         origin: origin.to_string(),
@@ -319,13 +317,30 @@ pub fn parse_listen(value: &str, origin: &str) -> Result<SocketAddr, ConfigError
             err("expected IP:PORT, e.g. 127.0.0.1:8000 ([::1]:8000 for IPv6, port 0 for any free port)".into())
         })?,
     };
-    if !addr.ip().is_loopback() {
-        return Err(err(format!(
-            "fnbox serve listens on loopback addresses only (127.0.0.0/8, ::1), not {}: the front door has no TLS and at most a shared token; use an SSH tunnel or a reverse proxy to reach it from elsewhere",
-            addr.ip()
-        )));
-    }
     Ok(addr)
+}
+
+/// The front door has no TLS and at most a shared token, so fnbox listens on loopback only,
+/// unless a token is set: then any address (in a Kubernetes pod, the pod's IP, so the Service
+/// and the kubelet's probes reach it; see docs/scale-out.md). `origin` and `value` name the
+/// setting in the message.
+pub fn check_exposure(
+    addr: SocketAddr,
+    origin: &str,
+    value: &str,
+    has_token: bool,
+) -> Result<(), ConfigError> {
+    if addr.ip().is_loopback() || has_token {
+        return Ok(());
+    }
+    Err(ConfigError::Listen {
+        origin: origin.to_string(),
+        value: value.to_string(),
+        reason: format!(
+            "fnbox serve listens on loopback addresses only (127.0.0.0/8, ::1), not {}, unless a token is set (--token, FNBOX_TOKEN or `token:` in the config): the front door has no TLS; use an SSH tunnel or a reverse proxy to reach it from elsewhere",
+            addr.ip()
+        ),
+    })
 }
 
 #[cfg(test)]
@@ -396,13 +411,15 @@ mod tests {
     }
 
     #[test]
-    fn listen_is_loopback_only() {
+    fn listen_is_loopback_only_without_a_token() {
         assert_eq!(
             parse_listen("localhost:0", "--listen").unwrap(),
             "127.0.0.1:0".parse().unwrap()
         );
-        assert!(parse_listen("[::1]:80", "--listen").is_ok());
-        let e = parse_listen("0.0.0.0:8000", "--listen")
+        let v6 = parse_listen("[::1]:80", "--listen").unwrap();
+        assert!(check_exposure(v6, "--listen", "[::1]:80", false).is_ok());
+        let any = parse_listen("0.0.0.0:8000", "--listen").unwrap();
+        let e = check_exposure(any, "--listen", "0.0.0.0:8000", false)
             .unwrap_err()
             .to_string();
         assert!(
@@ -411,12 +428,27 @@ mod tests {
             ),
             "{e}"
         );
+        assert!(e.contains("unless a token is set"), "{e}");
         assert!(parse_listen("nonsense", "--listen").is_err());
-        let e = parse("listen: 10.0.0.1:80\n").unwrap_err().to_string();
-        assert!(
-            e.starts_with("/etc/x/fnbox.yaml: listen \"10.0.0.1:80\""),
-            "{e}"
-        );
+        let f = parse("listen: 10.0.0.1:80\n").unwrap();
+        let e = check_exposure(
+            f.listen.unwrap(),
+            "fnbox.yaml: listen",
+            "10.0.0.1:80",
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.starts_with("fnbox.yaml: listen \"10.0.0.1:80\""), "{e}");
+    }
+
+    #[test]
+    fn a_token_allows_any_address() {
+        // In a pod: the pod IP, behind the token.
+        let pod = parse_listen("10.244.1.7:8000", "--listen").unwrap();
+        assert!(check_exposure(pod, "--listen", "10.244.1.7:8000", true).is_ok());
+        let f = parse("listen: 10.0.0.1:80\ntoken: abc\n").unwrap();
+        assert_eq!(f.listen, Some("10.0.0.1:80".parse().unwrap()));
     }
 
     #[test]

@@ -207,12 +207,15 @@ impl Instance {
         let engine = &function.engine;
         let package = function.package.clone();
         let config = &package.config;
-        let pod_name = format!(
-            "{}-{}-{}",
-            config.func_name,
-            config.memory_size,
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let pod_name = match &engine.config.pod_name {
+            Some(name) => name.clone(),
+            None => format!(
+                "{}-{}-{}",
+                config.func_name,
+                config.memory_size,
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+        };
         let cancel = engine.cancel.child_token();
         let tracker = TaskTracker::new();
         let netns = if function.isolated() {

@@ -1,5 +1,6 @@
 //! fnbox's own routes: `GET /health`, `GET /functions`, `GET /functions/{name}/instances`,
-//! `GET /instances`. Answers are JSON; errors use the FunctionGraph shape.
+//! `GET /instances`. Answers are JSON; errors use the FunctionGraph shape. `/health` needs no
+//! token.
 
 use std::sync::Arc;
 
@@ -13,13 +14,18 @@ use serde::Serialize;
 use super::error::{Fg, FrontError};
 use super::AppState;
 
-/// The admin routes.
+/// The admin routes behind the token.
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
-        .route(paths::HEALTH, get(health))
         .route(paths::FUNCTIONS, get(functions))
         .route(paths::FUNCTION_INSTANCES, get(function_instances))
         .route(paths::INSTANCES, get(instances))
+}
+
+/// `GET /health`, the one route answered without the token: it tells nothing but that the
+/// front door is up, and liveness/readiness probes (Kubernetes' kubelet) cannot carry a secret.
+pub fn health_router() -> Router<Arc<AppState>> {
+    Router::new().route(paths::HEALTH, get(health))
 }
 
 /// `GET /health`.

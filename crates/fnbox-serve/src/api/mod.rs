@@ -9,8 +9,8 @@
 //! - [`error`]: [`error::FrontError`] and the one mapping to HTTP per dialect shape.
 //! - `render`: what the two result renderers share (status, headers, log tail).
 //!
-//! Every route sits behind the token check when a token is set (CONTRACT §6): a refusal is
-//! answered in the shape of the route's API.
+//! Every route but `GET /health` sits behind the token check when a token is set (CONTRACT §6):
+//! a refusal is answered in the shape of the route's API.
 //!
 //! Bodies are read with [`fnbox_engine::http_util::read_body`] and
 //! [`Oversize::RefuseEarly`]: a declared `Content-Length` over the limit is refused before
@@ -105,5 +105,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         lambda_auth,
     ));
-    fg.merge(lambda).fallback(not_found).with_state(state)
+    fg.merge(lambda)
+        .merge(admin::health_router())
+        .fallback(not_found)
+        .with_state(state)
 }
