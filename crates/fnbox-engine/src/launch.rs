@@ -77,22 +77,29 @@ impl Launch {
     /// Decides how to start the package's runtime.
     pub fn resolve(package: &Package, host_path: Option<&str>) -> Result<Self, LaunchError> {
         let path = host_path.unwrap_or("/usr/local/bin:/usr/bin:/bin");
-        let builtin =
-            |interpreter: &str, file: &str, source: &str| -> Result<Launch, LaunchError> {
-                let program =
-                    which(interpreter, path).ok_or_else(|| LaunchError::InterpreterMissing {
-                        runtime: package.config.runtime_name.clone(),
-                        program: interpreter.into(),
-                        path: path.into(),
-                    })?;
-                let script = cached_runtime(file, source)?;
-                Ok(Launch {
-                    program,
-                    args: vec![script.into()],
-                    runs_initializer: true,
-                    kind: RuntimeKind::RuntimeApi,
-                })
-            };
+        let builtin = |interpreter: &str,
+                       flags: &[&str],
+                       file: &str,
+                       source: &str|
+         -> Result<Launch, LaunchError> {
+            let program =
+                which(interpreter, path).ok_or_else(|| LaunchError::InterpreterMissing {
+                    runtime: package.config.runtime_name.clone(),
+                    program: interpreter.into(),
+                    path: path.into(),
+                })?;
+            let script = cached_runtime(file, source)?;
+            Ok(Launch {
+                program,
+                args: flags
+                    .iter()
+                    .map(Into::into)
+                    .chain([script.into_os_string()])
+                    .collect(),
+                runs_initializer: true,
+                kind: RuntimeKind::RuntimeApi,
+            })
+        };
         match &package.config.runtime {
             Runtime::Custom => Ok(Launch {
                 program: package.bootstrap(),
@@ -106,8 +113,12 @@ impl Launch {
                 runs_initializer: false,
                 kind: RuntimeKind::HttpServer,
             }),
-            Runtime::Python { .. } => builtin("python3", "fnbox_runtime.py", PYTHON_RUNTIME),
-            Runtime::Node { .. } => builtin("node", "fnbox_runtime.js", NODE_RUNTIME),
+            // `-B`: no `__pycache__` written into the function's code directory (read-only on
+            // the platforms).
+            Runtime::Python { .. } => {
+                builtin("python3", &["-B"], "fnbox_runtime.py", PYTHON_RUNTIME)
+            }
+            Runtime::Node { .. } => builtin("node", &[], "fnbox_runtime.js", NODE_RUNTIME),
         }
     }
 }
@@ -168,7 +179,9 @@ mod tests {
         let (_d, pkg) = package("func_name: f\nruntime: Python3.9\n", &["index.py"]);
         match Launch::resolve(&pkg, std::env::var("PATH").ok().as_deref()) {
             Ok(l) => assert!(
-                l.runs_initializer && l.args[0].to_string_lossy().ends_with("fnbox_runtime.py")
+                l.runs_initializer
+                    && l.args[0] == "-B"
+                    && l.args[1].to_string_lossy().ends_with("fnbox_runtime.py")
             ),
             Err(e) => panic!("{e} (install python3: apt-get install python3)"),
         }

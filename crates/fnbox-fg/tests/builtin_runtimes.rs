@@ -687,3 +687,24 @@ exports.callback = (event, context, callback) => {
         inst.shutdown().await;
     }
 }
+
+/// The built-in Python runtime writes no `__pycache__` into the function's code directory
+/// (read-only on the platforms), even when the handler imports a module of its own.
+#[tokio::test]
+async fn python_leaves_no_bytecode_in_the_package() {
+    let pkg = PYTHON.package(
+        "",
+        "import helper\n\ndef handler(event, context):\n    return helper.value()\n",
+        "",
+    );
+    pkg.write("helper.py", "def value():\n    return {'from': 'helper'}\n");
+    let h = Harness::new(&pkg);
+    let inst = h.function.start_instance(None).await.expect("init");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(ok_json(&out.result), serde_json::json!({"from": "helper"}));
+    inst.shutdown().await;
+    assert!(
+        !pkg.path().join("__pycache__").exists(),
+        "bytecode was written into the package"
+    );
+}

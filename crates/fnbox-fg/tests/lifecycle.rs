@@ -401,3 +401,28 @@ async fn the_engine_can_be_observed_as_a_whole() {
         }
     ));
 }
+
+/// A runtime that posts plain text to the error endpoint: the caller gets the platform's error
+/// shape with that text as the message.
+#[tokio::test]
+async fn a_non_json_error_body_is_given_the_error_shape() {
+    let pkg = FixturePackage::bash(
+        "func_name: plainerr\n",
+        r#"while next; do fail "$REQUEST_ID" 'something broke'; done"#,
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.expect("init");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    match &out.result {
+        InvokeResult::HandlerError(body) => {
+            let v: serde_json::Value = serde_json::from_slice(body).expect("JSON error body");
+            assert_eq!(
+                v,
+                serde_json::json!({"errorType": "Function.Error", "errorMessage": "something broke"})
+            );
+        }
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    assert_eq!(out.error_type.as_deref(), Some("Function.Error"));
+    inst.shutdown().await;
+}

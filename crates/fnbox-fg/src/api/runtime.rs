@@ -73,8 +73,27 @@ async fn error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
-    complete(&api, &id, &headers, body, RuntimeReply::Error).await
+    complete(&api, &id, &headers, body, |body| {
+        RuntimeReply::Error(normalise_error(body))
+    })
+    .await
 }
+
+/// An error body that is not JSON becomes the platform's error shape, its text the message,
+/// so callers and extensions always get `{"errorType","errorMessage"}`; JSON is kept as posted.
+fn normalise_error(body: bytes::Bytes) -> bytes::Bytes {
+    if serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok() {
+        return body;
+    }
+    let message = String::from_utf8_lossy(&body).trim().to_string();
+    let error = ErrorBody::new(ERR_FUNCTION, message);
+    serde_json::to_vec(&error)
+        .expect("error body serializes")
+        .into()
+}
+
+/// errorType of an error body posted without one.
+pub const ERR_FUNCTION: &str = "Function.Error";
 
 /// Reads a response or error body (6 MiB at most) and hands it to the waiting invocation.
 ///
