@@ -33,6 +33,12 @@ use crate::PackageError;
 pub const MAX_ENTRIES: usize = 30_000;
 /// Most bytes an archive may hold once extracted (1500 MB).
 pub const MAX_UNCOMPRESSED_BYTES: u64 = 1500 * 1024 * 1024;
+/// Largest expansion of one entry (uncompressed ÷ compressed size) once it is over
+/// [`RATIO_FLOOR`]: code and assets compress 2–20×; a zip bomb expands thousands of times.
+pub const MAX_RATIO: u64 = 200;
+/// Entries up to this uncompressed size are not checked for their ratio (tiny files of one
+/// repeated byte compress absurdly well and harm nobody).
+const RATIO_FLOOR: u64 = 1024 * 1024;
 /// Longest symlink target accepted, in bytes.
 const MAX_LINK_TARGET: u64 = 4096;
 /// Most symlinks followed while resolving one target (Linux's own limit).
@@ -73,12 +79,16 @@ struct Planned {
 struct Limits {
     entries: usize,
     bytes: u64,
+    ratio: u64,
+    ratio_floor: u64,
 }
 
 impl Limits {
     const DEFAULT: Limits = Limits {
         entries: MAX_ENTRIES,
         bytes: MAX_UNCOMPRESSED_BYTES,
+        ratio: MAX_RATIO,
+        ratio_floor: RATIO_FLOOR,
     };
 
     fn megabytes(&self) -> String {
@@ -161,7 +171,20 @@ fn extract_with(zip_path: &Path, limits: Limits) -> Result<Extracted, PackageErr
         let is_dir = (entry.is_dir() || name.ends_with('\\')) && !is_symlink;
         let mode = entry.unix_mode();
         if !is_dir {
-            declared = declared.saturating_add(entry.size());
+            let (size, compressed) = (entry.size(), entry.compressed_size().max(1));
+            if size > limits.ratio_floor && size / compressed > limits.ratio {
+                return Err(entry_err(
+                    &name,
+                    format!(
+                        "expands {}× ({compressed} bytes compressed, {size} uncompressed); at \
+                         most {}× is allowed for entries over {} bytes (a zip bomb?)",
+                        size / compressed,
+                        limits.ratio,
+                        limits.ratio_floor
+                    ),
+                ));
+            }
+            declared = declared.saturating_add(size);
             if declared > limits.bytes {
                 return Err(entry_err(
                     &name,
@@ -536,7 +559,29 @@ mod tests {
     }
 
     fn small(entries: usize, bytes: u64) -> Limits {
-        Limits { entries, bytes }
+        Limits {
+            entries,
+            bytes,
+            ..Limits::DEFAULT
+        }
+    }
+
+    #[test]
+    fn a_zip_bomb_is_refused_before_anything_is_written() {
+        let zeros = vec![0u8; 3 * 1024 * 1024];
+        let (_tmp, zip) = make_zip(&[("index.py", b"x = 1\n", true), ("bomb.bin", &zeros, true)]);
+        let err = extract(&zip).unwrap_err().to_string();
+        assert!(
+            err.contains("entry 'bomb.bin'") && err.contains("at most 200×"),
+            "{err}"
+        );
+        // Ordinary content far over the floor passes: text compresses well, but not 200×.
+        let text: Vec<u8> = (0..3_000_000u32)
+            .flat_map(|i| format!("line {i} of some code\n").into_bytes())
+            .take(3 * 1024 * 1024)
+            .collect();
+        let (_tmp2, zip) = make_zip(&[("big.txt", &text, true)]);
+        extract(&zip).unwrap();
     }
 
     #[test]
