@@ -433,3 +433,56 @@ fn serve_refuses_bad_setups_with_exit_2() {
     ]);
     assert!(err.contains("missing.yaml: cannot read"), "{err}");
 }
+
+/// Issue 20: nothing outlives fnbox. A SIGKILLed `fnbox serve` with a busy instance leaves its
+/// runtime and extension processes dead within a second (they die with it, not at the next
+/// start).
+#[test]
+fn a_sigkilled_server_takes_its_instances_with_it() {
+    let pkg = FixturePackage::bash(
+        "func_name: busy\ntimeout: 60\n",
+        r#"while next; do echo $$ > "$RUNTIME_CODE_ROOT/runtime.pid"; sleep 30; respond "$REQUEST_ID" '"late"'; done"#,
+    );
+    pkg.write(
+        "extension/extensionIdle.sh",
+        &format!(
+            "{}\necho $$ > \"$RUNTIME_CODE_ROOT/extension.pid\"\nregister extensionIdle.sh 127.0.0.1:8081\nwhile :; do sleep 0.2; done\n",
+            fnbox_testkit::BASH_HTTP
+        ),
+    );
+    let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
+    let url = s.url();
+    let caller = std::thread::spawn(move || {
+        let _ = Command::new(FNBOX)
+            .args(["invoke", "busy", "--server", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    });
+    let read_pid = |f: &str| -> Option<i32> {
+        std::fs::read_to_string(pkg.path().join(f))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    let (runtime, extension) = loop {
+        if let (Some(r), Some(e)) = (read_pid("runtime.pid"), read_pid("extension.pid")) {
+            break (r, e);
+        }
+        assert!(
+            Instant::now() < end,
+            "the invocation never reached the runtime"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(process_alive(runtime) && process_alive(extension));
+    s.signal(Signal::SIGKILL);
+    let _ = s.wait(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(!process_alive(runtime), "runtime {runtime} outlived fnbox");
+    assert!(
+        !process_alive(extension),
+        "extension {extension} outlived fnbox"
+    );
+    caller.join().unwrap();
+}

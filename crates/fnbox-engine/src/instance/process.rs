@@ -177,11 +177,23 @@ pub fn spawn(
         .kill_on_drop(true);
     let hook = memory.pre_exec_hook();
     let netns = spec.netns;
+    let parent = nix::unistd::getpid();
     // SAFETY: the hook only performs async-signal-safe syscalls (open/write/close on
     // precomputed buffers), as `fnbox_limits::MemoryGroup::pre_exec_hook` documents; setns
-    // is a single syscall on a descriptor the parent holds open.
+    // is a single syscall on a descriptor the parent holds open; prctl and getppid are single
+    // syscalls with no allocation.
     unsafe {
         cmd.pre_exec(move || {
+            // Nothing outlives fnbox, even a SIGKILLed one: the kernel kills the process when
+            // the thread that forked it ends. fnbox forks from the main thread or from tokio
+            // workers, which live as long as fnbox. A parent that died before this line is
+            // caught by the check after it.
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "fnbox exited while starting the process",
+                ));
+            }
             if let Some(fd) = netns {
                 crate::netns::NetNs::pre_exec(fd)?;
             }
