@@ -27,6 +27,26 @@ impl Dialect for FunctionGraph {
         "functiongraph"
     }
 
+    /// Built-in runtimes as the engine resolves them; a `bootstrap` (custom runtimes and HTTP
+    /// functions) is run as the platform runs it, `/bin/bash bootstrap` in the code directory
+    /// (openYuanrong's launcher, functiongraph-facts §4.1), so bash scripts without a shebang or
+    /// the executable bit work as published. A compiled bootstrap (an ELF file) is executed
+    /// directly: bash cannot run it.
+    fn launch(
+        &self,
+        package: &fnbox_package::Package,
+        host_path: Option<&str>,
+    ) -> Result<fnbox_engine::launch::Launch, fnbox_engine::launch::LaunchError> {
+        let mut launch = fnbox_engine::launch::Launch::resolve(package, host_path)?;
+        if package.config.runtime.needs_bootstrap() && !is_elf(&launch.program) {
+            launch
+                .args
+                .insert(0, launch.program.clone().into_os_string());
+            launch.program = "/bin/bash".into();
+        }
+        Ok(launch)
+    }
+
     /// `extension*.sh` files are shell scripts run by `/bin/bash` (CONTRACT §1).
     fn extension_command(&self, extension: &fnbox_package::Extension) -> Command {
         Command {
@@ -65,6 +85,15 @@ impl Dialect for FunctionGraph {
     fn instance_router(&self, api: Arc<InstanceApi>) -> axum::Router {
         api::router(api)
     }
+}
+
+/// Whether `path` starts with the ELF magic number.
+fn is_elf(path: &std::path::Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok_and(|()| magic == *b"\x7fELF")
 }
 
 #[cfg(test)]

@@ -426,3 +426,25 @@ async fn a_non_json_error_body_is_given_the_error_shape() {
     assert_eq!(out.error_type.as_deref(), Some("Function.Error"));
     inst.shutdown().await;
 }
+
+/// FunctionGraph's documented bash custom runtime, shipped as the samples ship it: `bootstrap`
+/// without a shebang or the executable bit, using bash options (`set -euo pipefail`) and bash
+/// syntax. The platform runs `/bin/bash bootstrap` in the code directory, and so does fnbox.
+#[tokio::test]
+async fn a_bash_bootstrap_without_shebang_or_executable_bit_runs() {
+    let pkg = FixturePackage::empty("func_name: bashrt\n");
+    let body = fnbox_testkit::BASH_HTTP
+        .strip_prefix("#!/bin/bash\n")
+        .expect("the helper starts with its shebang");
+    pkg.write(
+        "bootstrap",
+        &format!(
+            "set -euo pipefail\nwords=(from bash)\n[[ \"$PWD\" == \"$RUNTIME_CODE_ROOT\" ]]\nset +e\n{body}\nwhile next; do respond \"$REQUEST_ID\" \"\\\"${{words[*]}}\\\"\"; done\n"
+        ),
+    );
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.expect("init");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    assert_eq!(ok_body(&out.result), "\"from bash\"");
+    inst.shutdown().await;
+}

@@ -167,12 +167,11 @@ async fn cold_start_and_warm_invokes_produce_the_documented_events_in_order() {
     let cold = InvokeRequest::sync("{}");
     let cold_id = cold.request_id.clone();
     let inst = f.start_instance(Some(cold_id.clone())).await.expect("init");
-    assert_eq!(
-        std::fs::read_to_string(pkg.path().join("register.status"))
-            .unwrap()
-            .trim(),
-        "200"
-    );
+    // Init ends when fnbox recorded the registration; the extension writes its status file
+    // just after reading the answer.
+    let registered = pkg.path().join("register.status");
+    assert!(wait_until(Duration::from_secs(10), || registered.exists()).await);
+    assert_eq!(std::fs::read_to_string(&registered).unwrap().trim(), "200");
     let subscribed = pkg.path().join("subscribe.status");
     assert!(
         wait_until(Duration::from_secs(5), || std::fs::read_to_string(

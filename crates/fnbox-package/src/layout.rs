@@ -95,10 +95,17 @@ pub(crate) fn check_bootstrap(
         ))),
         Found::NotAFile => Err(fail("is not a regular file".to_owned())),
         Found::BadLink(why) => Err(fail(why)),
-        Found::File(meta) if meta.permissions().mode() & 0o111 == 0 => Err(fail(format!(
-            "is not executable: {}",
-            root.chmod_hint("bootstrap")
-        ))),
+        // FunctionGraph runs `/bin/bash bootstrap` (openYuanrong's launcher), so a published
+        // one-line bootstrap without the executable bit is fine there; Lambda executes it.
+        Found::File(meta)
+            if meta.permissions().mode() & 0o111 == 0
+                && config.dialect != crate::Dialect::FunctionGraph =>
+        {
+            Err(fail(format!(
+                "is not executable: {}",
+                root.chmod_hint("bootstrap")
+            )))
+        }
         Found::File(_) => Ok(()),
     }
 }

@@ -172,7 +172,17 @@ fn missing_bootstrap() {
 
 #[test]
 fn non_executable_bootstrap() {
+    // FunctionGraph runs `/bin/bash bootstrap`: the executable bit is not needed there.
     let (_tmp, dir) = package_dir("hello", &[("bootstrap", BOOTSTRAP, 0o644)]);
+    load(&dir).expect("a FunctionGraph bootstrap without the executable bit loads");
+    // Lambda executes it.
+    let (_tmp, dir) = package_dir(
+        "hello",
+        &[
+            ("bootstrap", BOOTSTRAP, 0o644),
+            ("function.yaml", "dialect: lambda\n", 0o644),
+        ],
+    );
     let m = load_err(&dir);
     assert_mentions(
         &m,
@@ -377,7 +387,13 @@ fn good_zip_keeps_exec_bits_and_lives_with_the_package() {
 
 #[test]
 fn zip_non_executable_bootstrap() {
-    let (_tmp, zip) = zip_file("fn.zip", &[Entry::File("bootstrap", BOOTSTRAP, 0o644)]);
+    let (_tmp, zip) = zip_file(
+        "fn.zip",
+        &[
+            Entry::File("bootstrap", BOOTSTRAP, 0o644),
+            Entry::File("function.yaml", "dialect: lambda\n", 0o644),
+        ],
+    );
     assert_mentions(
         &load_err(&zip),
         &[
@@ -420,7 +436,13 @@ fn zip_with_single_top_directory() {
     assert!(p.bootstrap().is_file());
 
     // Without the directory entry, and the error path shows the directory.
-    let (_tmp, zip) = zip_file("pkg.zip", &[Entry::File("fn/bootstrap", BOOTSTRAP, 0o600)]);
+    let (_tmp, zip) = zip_file(
+        "pkg.zip",
+        &[
+            Entry::File("fn/bootstrap", BOOTSTRAP, 0o600),
+            Entry::File("fn/function.yaml", "dialect: lambda\n", 0o644),
+        ],
+    );
     assert_mentions(&load_err(&zip), &["pkg.zip/fn/bootstrap is not executable"]);
 
     // Two top-level entries: the archive root is the code root.
