@@ -38,6 +38,10 @@ pub struct EngineConfig {
     /// Whether instances get their own network namespace. [`EngineConfig::new`] keeps the
     /// host network; the CLI sets [`NetworkMode::detect`]'s answer.
     pub network: NetworkMode,
+    /// Host network only: where fnbox's connections to an instance's listeners (invoke pushes,
+    /// telemetry batches) really go, given the address the extension registered. `None` (the
+    /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
+    pub listener_redirect: Option<fnbox_telemetry::Redirect>,
 }
 
 impl EngineConfig {
@@ -50,6 +54,7 @@ impl EngineConfig {
             shutdown_grace: Duration::from_secs(2),
             extension_init_timeout: Duration::from_secs(10),
             network: NetworkMode::Host,
+            listener_redirect: None,
         }
     }
 }
