@@ -840,15 +840,20 @@ impl Harness {
         if let Some(inst) = &instance {
             for i in 1..=10 {
                 let outcome = invoke(inst, "ok", &format!("bad-answers-{i}"), None).await;
-                if matches!(outcome.result, InvokeResult::Fault(_)) {
+                if let InvokeResult::Fault(f) = &outcome.result {
                     alive = None;
+                    j.warn(format!(
+                        "invocation {i} failed ({}: {}); the listener was not probed",
+                        f.error_type(),
+                        f.message
+                    ));
                     break;
                 }
             }
             let listener = self
                 .rec
                 .with(|s| subscription(s).and_then(|c| listener_of(c)));
-            if let Some(addr) = listener {
+            if let (Some(addr), true) = (listener, alive.is_some()) {
                 let unknown = match self.target.dialect {
                     DialectName::FunctionGraph => serde_json::json!([{
                         "name": "platform.exttestProbe",
@@ -872,6 +877,7 @@ impl Harness {
                 }
             }
         }
+        let probed_alive = alive.is_some();
         let ended = self.end(stage, alive).await;
         let seen = &ended.seen;
         let mut statuses: HashMap<String, usize> = HashMap::new();
@@ -932,10 +938,10 @@ impl Harness {
                 ));
             }
         }
-        if probes.is_empty() && instance.is_some() {
+        if probes.is_empty() && probed_alive {
             j.warn("no telemetry listener to probe (never subscribed)");
         }
-        if !j.failed() {
+        if j.clean() {
             j.ok(format!(
                 "every one of {} requests answered 2xx, none slow; probes accepted",
                 seen.exchanges.len()

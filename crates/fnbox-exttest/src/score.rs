@@ -80,6 +80,11 @@ impl Judge {
         self.findings.iter().any(|(v, _)| *v == Verdict::Fail)
     }
 
+    /// Whether nothing failed or warned so far.
+    pub fn clean(&self) -> bool {
+        self.findings.iter().all(|(v, _)| *v == Verdict::Pass)
+    }
+
     /// Adds a figure.
     pub fn figure(&mut self, name: &str, value: impl Serialize) {
         self.figures.push(Figure {
