@@ -102,7 +102,7 @@ impl Judge {
             .max()
             .unwrap_or(Verdict::Pass);
         let mut findings: Vec<(Verdict, String)> = self.findings;
-        findings.sort_by(|a, b| b.0.cmp(&a.0));
+        findings.sort_by_key(|f| std::cmp::Reverse(f.0));
         let reason = findings
             .first()
             .map(|(_, r)| r.clone())
