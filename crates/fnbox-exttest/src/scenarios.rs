@@ -850,9 +850,7 @@ impl Harness {
                     break;
                 }
             }
-            let listener = self
-                .rec
-                .with(|s| subscription(s).and_then(listener_of));
+            let listener = self.rec.with(|s| subscription(s).and_then(listener_of));
             if let (Some(addr), true) = (listener, alive.is_some()) {
                 let unknown = match self.target.dialect {
                     DialectName::FunctionGraph => serde_json::json!([{

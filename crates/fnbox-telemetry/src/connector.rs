@@ -196,6 +196,20 @@ mod tests {
         assert_eq!(made.load(Ordering::SeqCst), 1, "the connection was reused");
     }
 
+    /// A redirect sends the connection elsewhere: nothing listens at the address asked for.
+    #[tokio::test]
+    async fn a_redirect_dials_the_mapped_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let real = listener.local_addr().unwrap();
+        let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let connector = Connector::host().with_redirect(Some(Arc::new(move |asked| {
+            assert_eq!(asked, nowhere);
+            real
+        })));
+        let stream = connector.connect_addr(nowhere).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), real);
+    }
+
     #[tokio::test]
     async fn names_other_than_localhost_are_refused_inside_a_namespace() {
         let factory: SocketFactory =
