@@ -169,6 +169,7 @@ async fn relay(
             answered: Answered::Closed("no answer before the scenario ended".into()),
             records,
             trace,
+            done: false,
         });
         s.exchanges.len() - 1
     });
@@ -188,6 +189,7 @@ async fn relay(
         if let Some(e) = s.exchanges.get_mut(index) {
             e.latency = latency;
             e.answered = answered;
+            e.done = true;
         }
     });
     outcome.map_err(|a| Mirrored(a.describe()))

@@ -154,6 +154,8 @@ pub struct Exchange {
     pub records: Vec<Rec>,
     /// The push's traceId.
     pub trace: Option<String>,
+    /// The exchange is over (answered, or the connection ended).
+    pub done: bool,
 }
 
 /// A call the extension made to the instance API.
@@ -250,6 +252,11 @@ impl Recorder {
     /// Takes what was seen so far.
     pub fn take(&self) -> Seen {
         std::mem::take(&mut self.inner.lock().expect("recorder lock").seen)
+    }
+
+    /// Changes the delays from now on.
+    pub fn set_delays(&self, delays: Delays) {
+        self.inner.lock().expect("recorder lock").delays = delays;
     }
 
     /// The delays in force.

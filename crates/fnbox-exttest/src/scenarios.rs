@@ -545,6 +545,14 @@ impl Harness {
                     acked(s).any(|r| r.kind == kind::REPORT && r.trace.as_deref() == Some(&last))
                 })
                 .await;
+                // The platform's own slowness ends with the invocations: a batch still held
+                // by the delay must not be cut by the shutdown and counted against the
+                // extension.
+                self.rec.set_delays(Delays::default());
+                self.settle(SETTLE + delays.batch * 2, |s| {
+                    s.exchanges.iter().all(|e| e.done)
+                })
+                .await;
             }
         }
         let ended = self.end(stage, alive).await;
@@ -1385,6 +1393,7 @@ mod tests {
             answered,
             records,
             trace: None,
+            done: true,
         }
     }
 
