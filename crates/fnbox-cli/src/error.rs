@@ -54,6 +54,9 @@ pub enum MainError {
         /// The last attempt's error.
         last_error: String,
     },
+    /// `fnbox test-extension`: these scenarios failed (the scorecard says why).
+    #[error("extension test failed: {0}")]
+    ExtensionFailed(String),
     /// Several things went wrong in one command (`fnbox run --times N`), in the order they
     /// happened; the exit code is that of the last one (as the loop stops at a fatal error).
     #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
@@ -63,6 +66,9 @@ pub enum MainError {
     /// The package does not load.
     #[error(transparent)]
     Package(#[from] fnbox_package::PackageError),
+    /// `fnbox test-extension` cannot run (bad target, unwritable scratch space).
+    #[error(transparent)]
+    ExtTest(#[from] fnbox_exttest::ExtTestError),
     /// The package's runtime cannot be launched on this machine.
     #[error(transparent)]
     Launch(#[from] fnbox_engine::launch::LaunchError),
@@ -208,9 +214,10 @@ impl MainError {
     pub fn exit_code(&self) -> ExitCode {
         use MainError::*;
         match self {
-            Invocation(_) | AsyncFailed { .. } => ExitCode::FunctionFailed,
+            Invocation(_) | AsyncFailed { .. } | ExtensionFailed(_) => ExitCode::FunctionFailed,
             Several(errors) => errors.last().map_or(ExitCode::Internal, Self::exit_code),
             Package(_)
+            | ExtTest(_)
             | Launch(_)
             | EventFile { .. }
             | EventStdin(_)

@@ -4,6 +4,7 @@
 
 mod echo;
 mod error;
+mod exttest;
 mod invoke;
 mod result;
 mod run;
@@ -42,6 +43,9 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Invoke a function of a running `fnbox serve`.
     Invoke(invoke::InvokeArgs),
+    /// Put an extension through the platform's bad days (timeouts, crashes, bursts, slow
+    /// platform, shutdown) and score it.
+    TestExtension(exttest::TestExtensionArgs),
 }
 
 /// How memory limits are enforced.
@@ -89,6 +93,7 @@ fn main() -> ProcessExit {
         Command::Run(args) => block_on(run::run(args)),
         Command::Serve(args) => block_on(serve::serve(args)),
         Command::Invoke(args) => block_on(invoke::invoke(args)),
+        Command::TestExtension(args) => block_on(exttest::test_extension(args)),
     };
     // The one place where an error is printed and becomes an exit code.
     let code = match result {

@@ -41,6 +41,10 @@ pub struct EngineConfig {
     /// The `podName` of every instance, when fnbox runs one instance per pod in a cluster
     /// (CONTRACT §2: the pod's own name); `None`: `<func_name>-<memory_size>-<8 hex>` each.
     pub pod_name: Option<String>,
+    /// Host network only: where fnbox's connections to an instance's listeners (invoke pushes,
+    /// telemetry batches) really go, given the address the extension registered. `None` (the
+    /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
+    pub listener_redirect: Option<fnbox_telemetry::Redirect>,
 }
 
 impl EngineConfig {
@@ -54,6 +58,7 @@ impl EngineConfig {
             extension_init_timeout: Duration::from_secs(10),
             network: NetworkMode::Host,
             pod_name: None,
+            listener_redirect: None,
         }
     }
 }

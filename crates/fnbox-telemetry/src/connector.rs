@@ -25,12 +25,18 @@ pub type SocketFuture = Pin<Box<dyn Future<Output = io::Result<OwnedFd>> + Send>
 /// inside the namespace): the connector awaits the answer instead of parking a tokio worker.
 pub type SocketFactory = Arc<dyn Fn() -> SocketFuture + Send + Sync>;
 
+/// Maps the address a connection was meant for to the one actually dialled (host sockets
+/// only), e.g. to put a recording proxy in front of an extension's listeners
+/// (`fnbox test-extension`).
+pub type Redirect = Arc<dyn Fn(SocketAddr) -> SocketAddr + Send + Sync>;
+
 /// `tower_service::Service<Uri>` for hyper-util's legacy client: resolves IP literals and
 /// `localhost` only when a factory is set (a namespace has nothing but loopback).
 #[derive(Clone, Default)]
 pub struct Connector {
     factory: Option<SocketFactory>,
     connect_timeout: Option<Duration>,
+    redirect: Option<Redirect>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -38,6 +44,7 @@ impl std::fmt::Debug for Connector {
         f.debug_struct("Connector")
             .field("factory", &self.factory.is_some())
             .field("connect_timeout", &self.connect_timeout)
+            .field("redirect", &self.redirect.is_some())
             .finish()
     }
 }
@@ -53,7 +60,15 @@ impl Connector {
         Self {
             factory: Some(factory),
             connect_timeout: None,
+            redirect: None,
         }
+    }
+
+    /// Dials `redirect(addr)` instead of `addr`; ignored for factory sockets (a namespace's
+    /// sockets cannot reach a host-side redirect target).
+    pub fn with_redirect(mut self, redirect: Option<Redirect>) -> Self {
+        self.redirect = redirect;
+        self
     }
 
     /// Limits each connection attempt.
@@ -77,7 +92,10 @@ impl Connector {
                         tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(fd));
                     socket.connect(addr).await?
                 }
-                None => tokio::net::TcpStream::connect(addr).await?,
+                None => {
+                    let addr = self.redirect.as_ref().map_or(addr, |r| r(addr));
+                    tokio::net::TcpStream::connect(addr).await?
+                }
             };
             let _ = stream.set_nodelay(true);
             Ok(stream)
@@ -176,6 +194,20 @@ mod tests {
             let _ = http_body_util::BodyExt::collect(resp.into_body()).await;
         }
         assert_eq!(made.load(Ordering::SeqCst), 1, "the connection was reused");
+    }
+
+    /// A redirect sends the connection elsewhere: nothing listens at the address asked for.
+    #[tokio::test]
+    async fn a_redirect_dials_the_mapped_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let real = listener.local_addr().unwrap();
+        let nowhere: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let connector = Connector::host().with_redirect(Some(Arc::new(move |asked| {
+            assert_eq!(asked, nowhere);
+            real
+        })));
+        let stream = connector.connect_addr(nowhere).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), real);
     }
 
     #[tokio::test]

@@ -54,7 +54,7 @@ mod subscriber;
 
 pub use batcher::Batcher;
 pub use buffering::{Buffering, BufferingError};
-pub use connector::{Connector, SocketFactory};
+pub use connector::{Connector, Redirect, SocketFactory};
 pub use subscriber::{
     ConfigError, DeliveryStats, DropNotice, DroppedRecords, Subscriber, SubscriberConfig,
     SubscriberHandle, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE_CAPACITY,

@@ -235,7 +235,8 @@ impl Instance {
         };
         let connector = match &netns {
             Some(ns) => ns.connector(),
-            None => fnbox_telemetry::Connector::host(),
+            None => fnbox_telemetry::Connector::host()
+                .with_redirect(engine.config.listener_redirect.clone()),
         };
         let tap = crate::telemetry::Tap {
             observers: engine.observers.clone(),
@@ -293,7 +294,7 @@ impl Instance {
             extensions: ExtensionRegistry::new(
                 package.extensions.iter().map(|e| e.name.clone()).collect(),
             ),
-            client: if netns.is_some() {
+            client: if netns.is_some() || engine.config.listener_redirect.is_some() {
                 crate::engine::http_client(connector.clone())
             } else {
                 engine.client.clone()
