@@ -31,10 +31,18 @@ pub fn lambda_region(c: &FunctionConfig) -> &str {
 }
 
 /// The environment of an extension, given the runtime's.
+///
+/// FunctionGraph's own variables (`RUNTIME_*`, `EXTENSION_API_ADDR`) are not Lambda's: a Lambda
+/// extension sees Lambda's environment only (it reaches the Extensions API through
+/// `AWS_LAMBDA_RUNTIME_API`).
 pub(crate) fn extension_env(runtime_env: &[(String, String)]) -> Vec<(String, String)> {
     runtime_env
         .iter()
-        .filter(|(k, _)| !EXTENSION_EXCLUDED.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !EXTENSION_EXCLUDED.contains(&k.as_str())
+                && !k.starts_with("RUNTIME_")
+                && k != "EXTENSION_API_ADDR"
+        })
         .cloned()
         .collect()
 }
@@ -165,6 +173,16 @@ mod tests {
         assert_eq!(get(&ext, "AWS_LAMBDA_LOG_STREAM_NAME"), None);
         assert_eq!(get(&ext, "AWS_LAMBDA_RUNTIME_API"), Some("127.0.0.1:9001"));
         assert_eq!(get(&ext, "AWS_LAMBDA_FUNCTION_NAME"), Some("fn1"));
+        assert!(
+            ext.iter()
+                .all(|(k, _)| !k.starts_with("RUNTIME_") && k != "EXTENSION_API_ADDR"),
+            "FunctionGraph's variables stay out of a Lambda extension: {ext:?}"
+        );
+        assert_eq!(
+            get(&env, "RUNTIME_FUNC_NAME"),
+            Some("fn1"),
+            "the runtime keeps them"
+        );
     }
 
     #[test]

@@ -28,8 +28,10 @@ use crate::urn::{lambda_arn, FgRef, LambdaRef, Version};
 pub enum FixedPorts {
     /// The HTTP runtime's port 8000.
     Http,
-    /// Extension listeners, anywhere in 8081..=8090.
+    /// FunctionGraph extension listeners, anywhere in 8081..=8090.
     Extensions,
+    /// Lambda extension listeners: whatever ports the extensions choose.
+    LambdaExtensions,
 }
 
 impl FixedPorts {
@@ -38,6 +40,7 @@ impl FixedPorts {
         match self {
             FixedPorts::Http => "port 8000 (runtime: http)",
             FixedPorts::Extensions => "ports 8081-8090 (extensions)",
+            FixedPorts::LambdaExtensions => "the ports its extensions listen on",
         }
     }
 }
@@ -227,7 +230,10 @@ fn fixed_ports(package: &Package) -> Vec<FixedPorts> {
         out.push(FixedPorts::Http);
     }
     if !package.extensions.is_empty() {
-        out.push(FixedPorts::Extensions);
+        out.push(match package.config.dialect {
+            fnbox_package::Dialect::FunctionGraph => FixedPorts::Extensions,
+            fnbox_package::Dialect::Lambda => FixedPorts::LambdaExtensions,
+        });
     }
     out
 }
@@ -402,5 +408,36 @@ impl Registry {
                 serving: self.names(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn package(config: &str, extension: &str) -> (tempfile::TempDir, Package) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("function.yaml"), config).unwrap();
+        let exec = |p: &std::path::Path| {
+            std::fs::write(p, "#!/bin/sh\n").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        exec(&dir.path().join("bootstrap"));
+        let ext = dir.path().join(extension);
+        std::fs::create_dir_all(ext.parent().unwrap()).unwrap();
+        exec(&ext);
+        let pkg = fnbox_package::load(dir.path()).unwrap();
+        (dir, pkg)
+    }
+
+    #[test]
+    fn each_dialect_names_its_own_extension_ports() {
+        let (_d, fg) = package("func_name: f\n", "extension/extensionA.sh");
+        assert_eq!(fixed_ports(&fg), [FixedPorts::Extensions]);
+        assert!(FixedPorts::Extensions.describe().contains("8081-8090"));
+        let (_d, lambda) = package("func_name: l\ndialect: lambda\n", "extensions/ext");
+        assert_eq!(fixed_ports(&lambda), [FixedPorts::LambdaExtensions]);
+        assert!(!FixedPorts::LambdaExtensions.describe().contains("8081"));
     }
 }
