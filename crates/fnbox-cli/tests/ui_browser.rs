@@ -398,3 +398,62 @@ async fn with_a_token_the_page_asks_for_it_once() {
     drop(b);
     s.stop();
 }
+
+/// The README's walk-through: `fnbox serve examples/telemetry`, open `/ui`, invoke from the
+/// page, watch the cold start, the invocation and the telemetry arrive.
+#[tokio::test]
+async fn the_telemetry_example_shows_its_cold_start_invocation_and_telemetry() {
+    let out = tempfile::tempdir().unwrap();
+    let pkg = fnbox_testkit::recorder::telemetry_example(FNBOX, out.path(), "");
+    fnbox_testkit::recorder::wait_for_free_ports();
+    let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
+    let mut b = browser().await;
+    b.goto(&format!("{}/ui", s.url())).await.unwrap();
+    b.wait_for(
+        "document.getElementById('conn').classList.contains('on')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.eval("document.getElementById('range').value = '10'; true")
+        .await
+        .unwrap();
+
+    let id = submit_form(&mut b, "telemetry-demo", r#"{"hello":"timeline"}"#, false).await;
+    wait_outcome(&mut b, &id, "success").await;
+    b.wait_for(&format!("{} !== null", bar(&id, "init")), WAIT)
+        .await
+        .unwrap();
+    click_bar(&mut b, &id).await;
+    // The recorder prints an [Extension] line when a batch reaches it, after the report: the
+    // instance's last invocation gets it.
+    b.wait_for(
+        "document.getElementById('detail-lines').textContent.includes('[Extension] received')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let lines = text_of(&mut b, "detail-lines").await;
+    assert!(lines.contains("[Function]"), "{lines}");
+    // Deliveries to the recorder, live from the instance's subscriber counters.
+    b.wait_for(
+        "/[1-9][0-9]* delivered/.test(document.querySelector('.fn-stats[data-function=\"telemetry-demo\"] .stat-telemetry').textContent)",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&screenshot_path("telemetry-example.png"))
+        .await
+        .unwrap();
+
+    // The cold start carries the extension's registration line.
+    let r = http::get(s.addr, "/api/invocations?phase=init")
+        .await
+        .unwrap();
+    let init = &r.json()[0];
+    assert_eq!(init["request_id"], id.as_str(), "{init}");
+    let lines = init["lines"].to_string();
+    assert!(lines.contains("[Extension] registered as"), "{lines}");
+    drop(b);
+    s.stop();
+}

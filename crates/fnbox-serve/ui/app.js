@@ -149,7 +149,7 @@ function drawTimeline() {
   $("empty").hidden = lanes.length > 0;
 
   const axis = el("g", { class: "axis" }, svg);
-  const step = span <= 60000 ? 10000 : span <= 300000 ? 60000 : 120000;
+  const step = span <= 10000 ? 2000 : span <= 30000 ? 5000 : span <= 60000 ? 10000 : span <= 300000 ? 60000 : 120000;
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) {
     el("line", { x1: x(t), x2: x(t), y1: AXIS_H - 4, y2: height }, axis);
     el("text", { x: x(t) + 2, y: 12 }, axis, new Date(t).toLocaleTimeString());
@@ -170,6 +170,10 @@ function drawTimeline() {
     if (i.shutdown_ms !== null) {
       const end = i.died_ms !== null ? i.died_ms : t1;
       if (end >= t0) el("rect", { class: "shutdown", x: x(i.shutdown_ms), y: y + 9, width: Math.max(2, x(end) - x(i.shutdown_ms)), height: BAR_H }, g);
+    }
+    if (dead && i.died_ms !== null && i.died_ms >= t0) {
+      const d = el("line", { class: "died", x1: x(i.died_ms), x2: x(i.died_ms), y1: y + 5, y2: y + LANE_H - 5 }, g);
+      el("title", {}, d, "instance gone");
     }
   });
 
