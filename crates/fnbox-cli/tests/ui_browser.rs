@@ -253,8 +253,15 @@ async fn lanes_bars_and_details_for_invocations_from_the_form_and_from_outside()
         "{}",
         r.text()
     );
+
+    // Stopping with the page still open: its live stream ends at once, the drain does not wait.
+    let (code, err) = s.terminate(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !err.contains("still busy after the drain budget"),
+        "the open page held the shutdown: {err}"
+    );
     drop(b);
-    s.stop();
 }
 
 #[tokio::test]

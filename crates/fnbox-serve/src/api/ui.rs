@@ -49,10 +49,8 @@ pub const INSTANCES: &str = "/api/instances";
 /// Path of the per-function figures.
 pub const STATS: &str = "/api/stats";
 
-/// How long a live stream gathers messages before it writes them (one write per batch keeps
-/// a busy server's page cheap).
-const BATCH_DELAY: Duration = Duration::from_millis(25);
-/// Most messages in one batch.
+/// Most messages in one write (the timeline sends its changes in bursts, every
+/// [`crate::timeline::FLUSH_EVERY`]: one write per burst).
 const BATCH_MAX: usize = 512;
 /// `limit` when none is given.
 const DEFAULT_LIMIT: usize = 100;
@@ -222,7 +220,7 @@ async fn stats(
 }
 
 /// One live stream's state.
-struct Stream_ {
+struct LiveStream {
     timeline: Arc<Timeline>,
     registry: Arc<Registry>,
     function: Option<String>,
@@ -231,7 +229,7 @@ struct Stream_ {
     closed: CancellationToken,
 }
 
-impl Stream_ {
+impl LiveStream {
     fn wants(&self, m: &Live) -> bool {
         match (&self.function, &m.function) {
             (Some(want), Some(f)) => **want == **f,
@@ -253,7 +251,7 @@ fn data(json: String) -> Result<SseEvent, Infallible> {
     Ok(SseEvent::default().data(json))
 }
 
-async fn next_batch(mut st: Stream_) -> Option<(Result<SseEvent, Infallible>, Stream_)> {
+async fn next_batch(mut st: LiveStream) -> Option<(Result<SseEvent, Infallible>, LiveStream)> {
     if let Some(s) = st.pending.take() {
         return Some((data(format!("[{s}]")), st));
     }
@@ -271,10 +269,6 @@ async fn next_batch(mut st: Stream_) -> Option<(Result<SseEvent, Infallible>, St
             },
         }
     };
-    tokio::select! {
-        _ = st.closed.cancelled() => return None,
-        _ = tokio::time::sleep(BATCH_DELAY) => {}
-    }
     let mut out = String::with_capacity(first.json.len() * 4);
     out.push('[');
     out.push_str(&first.json);
@@ -304,7 +298,7 @@ async fn events(
     check_params(&state.registry, &q, &["function", "token"])?;
     let function = q.get("function").cloned();
     let (snapshot, rx) = tl.subscribe(&state.registry, function.as_deref());
-    let st = Stream_ {
+    let st = LiveStream {
         closed: tl.streams_closed(),
         timeline: tl,
         registry: state.registry.clone(),

@@ -12,15 +12,18 @@
 //! observation to the model; the engine never waits for it (a task that falls behind loses the
 //! oldest observations, counted in `lagged`). Live messages for the page are built only while
 //! a page (an `/api/events` stream) is connected; without one, an observation costs a lock, a
-//! few map updates and no encoding. The live stream is a bounded broadcast too: a page that
-//! falls behind gets a fresh snapshot instead of the messages it missed. The model is locked
-//! while a message is sent, and a new stream subscribes and takes its snapshot under the same
-//! lock, so a page sees every change exactly once after its snapshot.
+//! few map updates and no encoding. While one is, changed records and instances are noted and
+//! sent every [`FLUSH_EVERY`], each once however often it changed (an invocation's start,
+//! runtimeDone and report become one message on a busy server). The live stream is a bounded
+//! broadcast too: a page that falls behind gets a fresh snapshot instead of the messages it
+//! missed. Messages are sent under the model's lock, and a new stream flushes what is pending,
+//! subscribes and takes its snapshot under the same lock, so a page sees every change exactly
+//! once after its snapshot.
 
 pub mod model;
 pub mod raw;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -42,6 +45,8 @@ use raw::RawEncoding;
 pub const LIVE_CAPACITY: usize = 4_096;
 /// How often connected pages get per-function figures.
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
+/// How often changes are sent to connected pages.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(50);
 /// Records in a snapshot, newest kept.
 pub const SNAPSHOT_RECORDS: usize = 2_000;
 
@@ -54,9 +59,23 @@ pub struct Live {
     pub json: String,
 }
 
+/// Changes not yet sent to the pages.
+#[derive(Default)]
+struct Pending {
+    /// Record id → index of its first event not sent yet.
+    records: BTreeMap<u64, usize>,
+    pods: BTreeSet<Arc<str>>,
+}
+
+/// What the lock guards.
+struct Inner {
+    model: Model,
+    pending: Pending,
+}
+
 /// The timeline of one server.
 pub struct Timeline {
-    model: Mutex<Model>,
+    inner: Mutex<Inner>,
     encodings: HashMap<Arc<str>, RawEncoding>,
     live: broadcast::Sender<Arc<Live>>,
     lagged: AtomicU64,
@@ -89,7 +108,10 @@ impl Timeline {
             encodings.insert(name, RawEncoding::of(package));
         }
         Arc::new(Self {
-            model: Mutex::new(Model::new(config, functions)),
+            inner: Mutex::new(Inner {
+                model: Model::new(config, functions),
+                pending: Pending::default(),
+            }),
             encodings,
             live: broadcast::channel(LIVE_CAPACITY).0,
             lagged: AtomicU64::new(0),
@@ -99,8 +121,8 @@ impl Timeline {
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Model> {
-        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts the task that feeds the timeline from `observations` (subscribe before the
@@ -114,6 +136,8 @@ impl Timeline {
         self.tracker.spawn(async move {
             let mut tick = tokio::time::interval(STATS_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut flush = tokio::time::interval(FLUSH_EVERY);
+            flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = me.cancel.cancelled() => break,
@@ -126,6 +150,7 @@ impl Timeline {
                         Err(broadcast::error::RecvError::Closed) => break,
                     },
                     _ = tick.tick() => me.tick(&registry, Utc::now()),
+                    _ = flush.tick() => me.flush(&mut me.lock()),
                 }
             }
         });
@@ -149,21 +174,35 @@ impl Timeline {
         self.tracker.wait().await;
     }
 
-    /// Applies one observation (and tells connected pages).
+    /// Applies one observation (and notes the change for connected pages).
     pub fn observe(&self, o: &Observed, now: DateTime<Utc>) {
-        let mut m = self.lock();
-        let touched = m.apply(o, now);
+        let mut g = self.lock();
+        let touched = g.model.apply(o, now);
         if self.live.receiver_count() == 0 {
             return;
         }
         if let Some((id, before)) = touched.record {
-            if let Some(r) = m.record(id) {
-                let mut v = self.record_json(r, Some(before));
+            g.pending.records.entry(id).or_insert(before);
+        }
+        if let Some(pod) = touched.pod {
+            g.pending.pods.insert(pod);
+        }
+    }
+
+    /// Sends the pending changes to the connected pages.
+    fn flush(&self, g: &mut Inner) {
+        let pending = std::mem::take(&mut g.pending);
+        if self.live.receiver_count() == 0 {
+            return;
+        }
+        for (id, from) in pending.records {
+            if let Some(r) = g.model.record(id) {
+                let mut v = self.record_json(r, Some(from));
                 v["type"] = "record".into();
                 self.send(Some(r.function.clone()), v);
             }
         }
-        if let Some(pod) = touched.pod.as_deref().and_then(|p| m.pod(p)) {
+        for pod in pending.pods.iter().filter_map(|p| g.model.pod(p)) {
             let mut v = pod_json(pod);
             v["type"] = "instance".into();
             self.send(Some(pod.function.clone()), v);
@@ -178,12 +217,13 @@ impl Timeline {
     }
 
     fn tick(&self, registry: &Registry, now: DateTime<Utc>) {
-        let mut m = self.lock();
-        m.prune(now);
+        let mut g = self.lock();
+        self.flush(&mut g);
+        g.model.prune(now);
         if self.live.receiver_count() == 0 {
             return;
         }
-        for f in self.stats_json(&m, registry, now) {
+        for f in self.stats_json(&g.model, registry, now) {
             let function: Arc<str> = f["function"].as_str().unwrap_or_default().into();
             let mut v = f;
             v["type"] = "stats".into();
@@ -199,8 +239,11 @@ impl Timeline {
         registry: &Registry,
         function: Option<&str>,
     ) -> (String, broadcast::Receiver<Arc<Live>>) {
-        let m = self.lock();
+        let mut g = self.lock();
+        // What earlier streams have not been sent yet is in this one's snapshot.
+        self.flush(&mut g);
         let rx = self.live.subscribe();
+        let m = &g.model;
         let now = Utc::now();
         let keep = |f: &str| function.is_none_or(|want| want == f);
         let mut records: Vec<Value> = m
@@ -219,7 +262,7 @@ impl Timeline {
             "functions": self.functions_json(registry, function),
             "instances": m.pods().filter(|p| keep(&p.function)).map(pod_json).collect::<Vec<_>>(),
             "records": records,
-            "stats": self.stats_json(&m, registry, now).into_iter()
+            "stats": self.stats_json(m, registry, now).into_iter()
                 .filter(|s| keep(s["function"].as_str().unwrap_or_default())).collect::<Vec<_>>(),
         });
         (snapshot.to_string(), rx)
@@ -233,8 +276,9 @@ impl Timeline {
         phase: Option<&str>,
         limit: usize,
     ) -> Value {
-        let m = self.lock();
-        let list: Vec<Value> = m
+        let g = self.lock();
+        let list: Vec<Value> = g
+            .model
             .records()
             .rev()
             .filter(|r| function.is_none_or(|f| *r.function == *f))
@@ -255,8 +299,9 @@ impl Timeline {
             .flat_map(|s| s.pool().instances())
             .map(|i| (i.pod_name.clone(), i))
             .collect();
-        let m = self.lock();
-        let mut pods: Vec<&Pod> = m
+        let g = self.lock();
+        let mut pods: Vec<&Pod> = g
+            .model
             .pods()
             .filter(|p| function.is_none_or(|f| *p.function == *f))
             .collect();
@@ -278,9 +323,9 @@ impl Timeline {
 
     /// Per-function figures (`GET /api/stats` and the live stream).
     pub fn stats(&self, registry: &Registry, function: Option<&str>) -> Value {
-        let m = self.lock();
+        let g = self.lock();
         Value::Array(
-            self.stats_json(&m, registry, Utc::now())
+            self.stats_json(&g.model, registry, Utc::now())
                 .into_iter()
                 .filter(|s| function.is_none_or(|f| s["function"] == f))
                 .collect(),
