@@ -253,6 +253,18 @@ async fn lanes_bars_and_details_for_invocations_from_the_form_and_from_outside()
         "{}",
         r.text()
     );
+    let r = http::get(s.addr, "/api/invocations?function=nope")
+        .await
+        .unwrap();
+    assert_eq!(r.code(), 404, "{}", r.text());
+    assert!(r.text().contains("FSS.1051"), "{}", r.text());
+    let r = http::get(s.addr, "/api/instances?bogus=1").await.unwrap();
+    assert_eq!(r.code(), 400);
+    assert!(
+        r.text().contains("unknown query parameter 'bogus'"),
+        "{}",
+        r.text()
+    );
 
     // Stopping with the page still open: its live stream ends at once, the drain does not wait.
     let (code, err) = s.terminate(Duration::from_secs(30));
@@ -463,4 +475,23 @@ async fn the_telemetry_example_shows_its_cold_start_invocation_and_telemetry() {
     assert!(lines.contains("[Extension] registered as"), "{lines}");
     drop(b);
     s.stop();
+}
+
+#[test]
+fn history_flags_out_of_range_are_refused_naming_the_flag() {
+    let alpha = package("alpha");
+    for (flag, value) in [
+        ("--ui-history", "0"),
+        ("--ui-history", "soon"),
+        ("--ui-max-invocations", "0"),
+    ] {
+        let out = std::process::Command::new(FNBOX)
+            .args(["serve", alpha.path().to_str().unwrap(), flag, value])
+            .args(["--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(err.contains(flag), "{flag} {value}: {err}");
+    }
 }

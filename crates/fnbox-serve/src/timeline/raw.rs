@@ -91,3 +91,117 @@ impl RawEncoding {
 fn is_platform(e: &Event) -> bool {
     !matches!(e, Event::Function { .. } | Event::Extension { .. })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Utc};
+    use fnbox_engine::telemetry::{Phase, ReportMetrics, Status};
+
+    use super::*;
+
+    fn t(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_700_000_000_000 + ms).unwrap()
+    }
+
+    fn record() -> Record {
+        let events = vec![
+            Event::Start {
+                phase: Phase::Invoke,
+                time: t(0),
+                trace_id: "r1".into(),
+            },
+            Event::Function {
+                time: t(1),
+                line: "[Function] hi".into(),
+            },
+            Event::RuntimeDone {
+                phase: Phase::Invoke,
+                time: t(2),
+                trace_id: "r1".into(),
+                status: Status::Timeout,
+                error_type: None,
+                spans: vec![],
+                produced_bytes: None,
+            },
+            Event::Report {
+                phase: Phase::Invoke,
+                start: t(0),
+                end: t(3),
+                trace_id: "r1".into(),
+                status: Status::Timeout,
+                error_type: None,
+                metrics: ReportMetrics {
+                    duration_ms: 3.0,
+                    billed_duration_ms: 3,
+                    memory_used_mb: 2.0,
+                    memory_size_mb: 128,
+                },
+                pod_name: "f-128-0000aaaa".into(),
+            },
+        ];
+        Record {
+            id: 1,
+            function: "f".into(),
+            pod: "f-128-0000aaaa".into(),
+            phase: Phase::Invoke,
+            request_id: "r1".into(),
+            start: t(0),
+            runtime_done: Some(t(2)),
+            end: Some(t(3)),
+            status: Some(Status::Timeout),
+            error_type: None,
+            metrics: None,
+            events: events.into_iter().map(Arc::new).collect(),
+            events_dropped: 0,
+            prime: None,
+        }
+    }
+
+    fn names(raw: &[String], key: &str) -> Vec<String> {
+        raw.iter()
+            .map(|r| {
+                let v: serde_json::Value = serde_json::from_str(r).unwrap();
+                v[key].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn functiongraph_records_are_flat_and_named() {
+        let raw = RawEncoding::FunctionGraph.encode(&record(), 0);
+        assert_eq!(
+            names(&raw, "name"),
+            [
+                "platform.start",
+                "function",
+                "platform.runtimeDone",
+                "platform.report"
+            ]
+        );
+        assert_eq!(RawEncoding::FunctionGraph.encode(&record(), 2).len(), 2);
+    }
+
+    #[test]
+    fn lambda_records_are_typed_and_a_delta_keeps_the_phase_state() {
+        let enc = RawEncoding::Lambda {
+            function_name: "f".into(),
+            memory_size_mb: 128,
+            json_logs: false,
+        };
+        let all = enc.encode(&record(), 0);
+        assert_eq!(
+            names(&all, "type"),
+            [
+                "platform.start",
+                "function",
+                "platform.runtimeDone",
+                "platform.report"
+            ]
+        );
+        // Only the last two, encoded after the earlier platform events: the same text.
+        let tail = enc.encode(&record(), 2);
+        assert_eq!(tail, all[2..]);
+    }
+}
