@@ -12,7 +12,8 @@
 //! # Bounds
 //! Records older than the window (by their end, or their start while open) and records beyond
 //! the count limit are dropped oldest first; each record keeps at most [`MAX_EVENTS`] events
-//! (the rest are counted); dead instances leave with the window, and at most [`MAX_DEAD`] are
+//! (the rest are counted), and all records together at most [`MAX_TOTAL_EVENTS`] (the oldest
+//! records go first); dead instances leave with the window, and at most [`MAX_DEAD`] are
 //! kept.
 
 use std::collections::{HashMap, VecDeque};
@@ -26,6 +27,8 @@ use fnbox_engine::{Observation, Observed};
 
 /// Events kept per record (platform events and lines); more are counted, not kept.
 pub const MAX_EVENTS: usize = 200;
+/// Events kept in all (about 50 MB of lines at most); beyond it the oldest records go.
+pub const MAX_TOTAL_EVENTS: usize = 200_000;
 /// Dead instances kept at most (oldest leave first).
 pub const MAX_DEAD: usize = 2_000;
 /// Stretch over which `p50` / `p99` are computed.
@@ -164,11 +167,14 @@ impl Record {
         self.end.unwrap_or(self.start)
     }
 
-    fn push(&mut self, e: Arc<Event>) {
+    /// Keeps `e` unless the record is full; whether it was kept.
+    fn push(&mut self, e: Arc<Event>) -> bool {
         if self.events.len() < MAX_EVENTS {
             self.events.push(e);
+            true
         } else {
             self.events_dropped += 1;
+            false
         }
     }
 }
@@ -244,6 +250,8 @@ pub struct Model {
     open: HashMap<(Arc<str>, String, u8), u64>,
     pods: HashMap<Arc<str>, Pod>,
     counters: HashMap<Arc<str>, Counters>,
+    /// Events kept in all records.
+    total_events: usize,
     /// Observations the timeline missed because it fell behind.
     pub lagged: u64,
 }
@@ -263,6 +271,7 @@ impl Model {
             open: HashMap::new(),
             pods: HashMap::new(),
             counters,
+            total_events: 0,
             lagged: 0,
         }
     }
@@ -365,7 +374,9 @@ impl Model {
                 let id = self.open_record(o, *phase, trace_id, *time, now);
                 if let Some(r) = self.record_mut(id) {
                     t.record = Some((id, r.events.len()));
-                    r.push(event.clone());
+                    if r.push(event.clone()) {
+                        self.total_events += 1;
+                    }
                 }
                 if *phase == Phase::Init {
                     self.counters
@@ -393,7 +404,9 @@ impl Model {
                     r.runtime_done = Some(*time);
                     r.status = Some(*status);
                     r.error_type = error_type.clone();
-                    r.push(event.clone());
+                    if r.push(event.clone()) {
+                        self.total_events += 1;
+                    }
                 }
             }
             Event::Report {
@@ -418,7 +431,9 @@ impl Model {
                     r.status = Some(*status);
                     r.error_type = error_type.clone();
                     r.metrics = Some(*metrics);
-                    r.push(event.clone());
+                    if r.push(event.clone()) {
+                        self.total_events += 1;
+                    }
                 }
                 let pod = self.pod_entry(&o.function, &o.pod_name, now);
                 pod.open.retain(|&x| x != id);
@@ -448,7 +463,9 @@ impl Model {
                 };
                 if let Some(r) = self.record_mut(id) {
                     t.record = Some((id, r.events.len()));
-                    r.push(event.clone());
+                    if r.push(event.clone()) {
+                        self.total_events += 1;
+                    }
                 }
             }
         }
@@ -500,10 +517,14 @@ impl Model {
             chrono::Duration::from_std(self.config.window).unwrap_or(chrono::Duration::MAX);
         let horizon = now - window;
         while let Some(front) = self.records.front() {
-            if self.records.len() <= self.config.max_invocations && front.last_time() >= horizon {
+            if self.records.len() <= self.config.max_invocations
+                && self.total_events <= MAX_TOTAL_EVENTS
+                && front.last_time() >= horizon
+            {
                 break;
             }
             let r = self.records.pop_front().expect("front exists");
+            self.total_events -= r.events.len();
             if r.end.is_none() {
                 self.open
                     .remove(&(r.pod.clone(), r.request_id.clone(), phase_key(r.phase)));

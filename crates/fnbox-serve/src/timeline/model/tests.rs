@@ -316,3 +316,28 @@ fn the_config_names_the_flag_when_out_of_range() {
     .unwrap_err();
     assert!(e.contains("--ui-max-invocations"), "{e}");
 }
+
+#[test]
+fn all_records_together_keep_a_bounded_number_of_events() {
+    let mut m = model(600, 100_000);
+    let per = MAX_EVENTS; // a start and MAX_EVENTS - 1 lines each
+    let n = MAX_TOTAL_EVENTS / per + 10;
+    for i in 0..n {
+        let id = format!("r{i}");
+        m.apply(&obs("p", start(Phase::Invoke, &id, 0)), t(0));
+        for _ in 1..per {
+            m.apply(&obs("p", line(1, "[Function] x")), t(1));
+        }
+        m.apply(
+            &obs("p", report(Phase::Invoke, &id, 0, 2, Status::Success, None)),
+            t(2),
+        );
+    }
+    let kept: usize = m.records().map(|r| r.events.len()).sum();
+    assert!(kept <= MAX_TOTAL_EVENTS, "{kept}");
+    assert!(m.records().count() < n, "the oldest records went");
+    assert_eq!(
+        m.records().last().unwrap().request_id,
+        format!("r{}", n - 1)
+    );
+}
