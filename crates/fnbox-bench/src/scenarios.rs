@@ -329,7 +329,12 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
         }
     }
 
-    // 7. Memory of the fnbox process.
+    // 7. The browser timeline: off, on without a page, on with one live stream.
+    if o.runs("ui") {
+        rows.extend(ui_rows(bins, tmp, &pk, c, &client).await?);
+    }
+
+    // 8. Memory of the fnbox process.
     if !o.runs("memory") {
         return Ok(rows);
     }
@@ -613,6 +618,17 @@ impl Serve {
         tag: &str,
         functions: &[(&Path, &str)],
     ) -> anyhow::Result<Self> {
+        Self::spawn_with(bins, tmp, tag, functions, &[])
+    }
+
+    /// [`Serve::spawn`] with extra `fnbox serve` arguments.
+    fn spawn_with(
+        bins: &Bins,
+        tmp: &Path,
+        tag: &str,
+        functions: &[(&Path, &str)],
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let mut yaml = String::from("functions:\n");
         for (path, extra) in functions {
             yaml.push_str(&format!("  - path: {path:?}\n    {extra}\n"));
@@ -628,6 +644,7 @@ impl Serve {
             .arg("--data-dir")
             .arg(tmp.join(format!("{tag}.data")))
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(if tag == "emit" {
                 // The function's million lines are echoed on stderr: /dev/null is the
@@ -834,4 +851,86 @@ async fn telemetry_rate(
         0.0
     };
     Ok((rate, delivered, d, answered))
+}
+
+/// Warm sequential p50 with the timeline off (`--no-ui`), on with no page connected, and on
+/// with one live stream (`GET /api/events`) read as a browser would.
+async fn ui_rows(
+    bins: &Bins,
+    tmp: &Path,
+    pk: &Packages,
+    c: &Counts,
+    client: &HttpClient,
+) -> anyhow::Result<Vec<Row>> {
+    eprintln!("fnbox-bench: hot path with the browser timeline");
+    let hello = [(pk.hello.as_path(), "max_instances: 1")];
+    let off = {
+        let serve = Serve::spawn_with(bins, tmp, "ui-off", &hello, &["--no-ui"])?;
+        let uri = serve.invoke_uri("bench-hello")?;
+        p50_p99(&sequential(client, &uri, c.warmup, c.sequential).await?)
+    };
+    let serve = Serve::spawn(bins, tmp, "ui-on", &hello)?;
+    let uri = serve.invoke_uri("bench-hello")?;
+    let idle = p50_p99(&sequential(client, &uri, c.warmup, c.sequential).await?);
+    let (received, stream) = sse_reader(serve.addr).await?;
+    let watched = p50_p99(&sequential(client, &uri, c.warmup, c.sequential).await?);
+    stream.abort();
+    let bytes = received.load(std::sync::atomic::Ordering::Relaxed);
+    if bytes == 0 {
+        bail!("the live stream sent nothing while it was watched");
+    }
+    let (r_idle, r_watched) = (idle.0 / off.0, watched.0 / idle.0);
+    Ok(vec![
+        Row {
+            scenario: "hot path, timeline on, no page connected: warm p50 ÷ --no-ui".into(),
+            fnbox: format!("{} (p99 {})", ms(idle.0), ms(idle.1)),
+            baseline: format!("{} with --no-ui", ms(off.0)),
+            ratio: format!("{r_idle:.3}"),
+            target: "≤ 1.05".into(),
+            met: Some(r_idle <= 1.05),
+            data: json!({"p50_ms": idle.0, "p99_ms": idle.1, "off_p50_ms": off.0,
+                         "off_p99_ms": off.1, "ratio": r_idle}),
+        },
+        Row {
+            scenario: "hot path, one page connected (/api/events): warm p50 ÷ no page".into(),
+            fnbox: format!(
+                "{} (p99 {}; {bytes} bytes streamed)",
+                ms(watched.0),
+                ms(watched.1)
+            ),
+            baseline: format!("{} without a page", ms(idle.0)),
+            ratio: format!("{r_watched:.3}"),
+            target: "≤ 1.10".into(),
+            met: Some(r_watched <= 1.10),
+            data: json!({"p50_ms": watched.0, "p99_ms": watched.1, "no_page_p50_ms": idle.0,
+                         "ratio": r_watched, "streamed_bytes": bytes}),
+        },
+    ])
+}
+
+/// Connects to `/api/events` and reads it in a task until aborted; counts the bytes.
+async fn sse_reader(
+    addr: SocketAddr,
+) -> anyhow::Result<(
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let uri: Uri = format!("http://{addr}/api/events").parse()?;
+    let resp = client.get(uri).await?;
+    if !resp.status().is_success() {
+        bail!("/api/events: {}", resp.status());
+    }
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = received.clone();
+    let task = tokio::spawn(async move {
+        let mut body = resp.into_body();
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                count.fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    Ok((received, task))
 }

@@ -55,6 +55,8 @@ fn smoke_run_prints_every_row() {
         "| hot path, subscribed no-op listener",
         "| hot path, slow listener",
         "| hot path, extension registered, no subscription",
+        "| hot path, timeline on, no page connected",
+        "| hot path, one page connected (/api/events)",
         "| memory: fnbox RSS idle",
         "| memory: fnbox RSS with ",
     ] {
@@ -63,5 +65,5 @@ fn smoke_run_prints_every_row() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(10), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(12), "{json}");
 }

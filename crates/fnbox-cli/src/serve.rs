@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// max_instances 1. Without it, each instance is named `<func_name>-<memory_size>-<8 hex>`.
     #[arg(long, env = "FNBOX_POD_NAME", value_parser = parse_pod_name)]
     pub pod_name: Option<String>,
+    /// Serve no browser timeline (`/ui`, `/api/*`) and keep no history.
+    #[arg(long)]
+    pub no_ui: bool,
+    /// How long the timeline keeps phases and invocations (e.g. `10m`, `1h`; at most 24h).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub ui_history: std::time::Duration,
+    /// Most phases and invocations the timeline keeps.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=fnbox_serve::timeline::model::MAX_MAX_INVOCATIONS as i64), default_value_t = fnbox_serve::timeline::model::DEFAULT_MAX_INVOCATIONS as u32)]
+    pub ui_max_invocations: u32,
 }
 
 /// `--pod-name`: what a pod's (or a host's) name may hold, 1 to 253 characters of letters,
@@ -262,9 +271,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let async_options = fnbox_serve::AsyncOptions {
         retry_delay: args.async_retry_delay,
     };
-    let server = Server::new(engine, registry, settings.token)
+    let mut server = Server::new(engine, registry, settings.token)
         .with_async(store, &async_options)
         .map_err(MainError::AsyncSetup)?;
+    if !args.no_ui {
+        server = server.with_timeline(fnbox_serve::timeline::TimelineConfig {
+            window: args.ui_history,
+            max_invocations: args.ui_max_invocations as usize,
+        });
+    }
     if let Err(e) = server.start().await {
         server.stop().await;
         return Err(e.into());
@@ -272,6 +287,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     println!(
         "invoke: POST http://{addr}/v2/<project_id>/fgs/functions/<urn>/invocations (FunctionGraph), POST http://{addr}/2015-03-31/functions/<name>/invocations (Lambda)"
     );
+    if !args.no_ui {
+        println!("timeline: http://{addr}/ui");
+    }
     println!("fnbox serve: listening on http://{addr} (Ctrl-C to stop)");
 
     let shutdown = async move {

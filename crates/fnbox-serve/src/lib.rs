@@ -11,6 +11,7 @@
 //! - [`queue`]: asynchronous invocations: the pool invoker and per-function settings of the
 //!   durable queue (`fnbox-async`).
 //! - [`server`]: serving on a bound listener and the shutdown order.
+//! - [`timeline`]: the live timeline of instances, phases and invocations behind `/ui`.
 //!
 //! The caller binds the listener and passes the shutdown signal in (see `fnbox-cli`'s
 //! `serve.rs`), so tests run the whole front door on `127.0.0.1:0`.
@@ -21,6 +22,7 @@ pub mod invoke;
 pub mod queue;
 pub mod registry;
 pub mod server;
+pub mod timeline;
 pub mod urn;
 
 pub use api::error::FrontError;

@@ -82,6 +82,15 @@ impl Server {
         Ok(self)
     }
 
+    /// Keeps a live timeline of the served functions (`/ui`, `/api/*`), fed from the
+    /// engine's observations from now on, by a task that ends with [`Server::stop`].
+    pub fn with_timeline(self, config: crate::timeline::TimelineConfig) -> Self {
+        let timeline = crate::timeline::Timeline::new(config, &self.state.registry);
+        timeline.spawn(self.engine.observe(), self.state.registry.clone());
+        let _ = self.state.timeline.set(timeline);
+        self
+    }
+
     /// The async queue, when set.
     pub fn async_store(&self) -> Option<&AsyncStore> {
         self.state.queue.get()
@@ -170,6 +179,10 @@ impl Server {
             }
         }
         stop.cancel();
+        if let Some(t) = self.state.timeline.get() {
+            // Live streams never end by themselves: end them, so the drain does not wait.
+            t.close_streams();
+        }
         self.stop_worker().await;
         tracing::info!(
             "shutting down: no new connections; in-flight invocations finish or time out"
@@ -200,5 +213,8 @@ impl Server {
         // async attempts) belong to the engine; the pools above waited for them.
         let grace = self.engine.config().shutdown_grace + Duration::from_secs(1);
         self.engine.shutdown(grace).await;
+        if let Some(t) = self.state.timeline.get() {
+            t.stop().await;
+        }
     }
 }

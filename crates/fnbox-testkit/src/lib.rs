@@ -5,11 +5,13 @@
 //! - [`BASH_HTTP`]: a bash function speaking HTTP/1.1 over `/dev/tcp`, for fixture runtimes.
 //! - [`Listener`]: a telemetry listener on 127.0.0.1 that records every batch.
 //! - [`process_alive`], [`wait_until`]: checks on real processes.
+//! - [`browser`]: a headless Chromium driven over the DevTools protocol (browser tests).
 //! - [`http`]: the tests' HTTP client (hyper, one connection per request, bounded).
 //! - [`serve`]: the real `fnbox serve` started on an ephemeral port, `fnbox invoke`.
 //! - [`pg`]: a throwaway PostgreSQL server (Debian's `postgresql`) for the queue tests.
 //! - [`recorder`]: `examples/telemetry` copies and the `fnbox-telemetry-recorder` binary.
 
+pub mod browser;
 pub mod http;
 pub mod pg;
 pub mod recorder;

@@ -6,6 +6,7 @@
 //! - [`lambda`]: Lambda's `Invoke` path.
 //! - [`admin`]: health and listings.
 //! - [`async_invoke`]: asynchronous invocations (enqueue, status, list).
+//! - [`ui`]: the browser timeline (`/ui`) and its API (`/api/*`).
 //! - [`error`]: [`error::FrontError`] and the one mapping to HTTP per dialect shape.
 //! - `render`: what the two result renderers share (status, headers, log tail).
 //!
@@ -24,6 +25,7 @@ pub mod error;
 pub mod fg;
 pub mod lambda;
 mod render;
+pub mod ui;
 
 use std::sync::{Arc, OnceLock};
 
@@ -47,6 +49,8 @@ pub struct AppState {
     /// The durable asynchronous queue, when the server has one (`fnbox serve` always does;
     /// without it the async routes answer 501).
     pub queue: OnceLock<AsyncStore>,
+    /// The live timeline, when the server has one (`fnbox serve` unless `--no-ui`).
+    pub timeline: OnceLock<Arc<crate::timeline::Timeline>>,
 }
 
 impl AppState {
@@ -56,6 +60,7 @@ impl AppState {
             registry,
             token,
             queue: OnceLock::new(),
+            timeline: OnceLock::new(),
         }
     }
 
@@ -105,8 +110,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         state.clone(),
         lambda_auth,
     ));
-    fg.merge(lambda)
-        .merge(admin::health_router())
-        .fallback(not_found)
-        .with_state(state)
+    let mut all = fg.merge(lambda).merge(admin::health_router());
+    if state.timeline.get().is_some() {
+        all = all.merge(ui::router(state.clone()));
+    }
+    all.fallback(not_found).with_state(state)
 }
