@@ -574,10 +574,22 @@ async fn token_is_required_on_every_route_but_health() {
             Some("UnrecognizedClientException")
         );
         assert_eq!(r.json()["Type"], "User");
+        // An unknown route tells a caller without the token nothing either.
+        let (st, code, _) = get(s.addr, "/no/such/route", headers).await.fss();
+        assert_eq!((st, code.as_str()), (401, "FSS.0401"));
     }
+    // Two tokens, even if one is right: refused.
+    let twice = [("X-Auth-Token", "s3cret"), ("X-Auth-Token", "guess")];
+    let (st, code, _) = post(s.addr, &fg("echo"), &twice, "{}").await.fss();
+    assert_eq!((st, code.as_str()), (401, "FSS.0401"));
+    let twice = [("X-Auth-Token", "s3cret"), ("X-Auth-Token", "s3cret")];
+    let (st, _, _) = post(s.addr, &fg("echo"), &twice, "{}").await.fss();
+    assert_eq!(st, 401);
     assert_eq!(post(s.addr, &fg("echo"), &ok, "{}").await.status, 200);
     assert_eq!(post(s.addr, &lambda("echo"), &ok, "{}").await.status, 200);
     assert_eq!(get(s.addr, "/health", &ok).await.status, 200);
+    let (st, code, _) = get(s.addr, "/no/such/route", &ok).await.fss();
+    assert_eq!((st, code.as_str()), (404, "FSS.0404"));
     s.stop().await.unwrap();
 }
 

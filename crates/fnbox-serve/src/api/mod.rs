@@ -68,7 +68,9 @@ impl AppState {
         let Some(token) = &self.token else {
             return true;
         };
-        let Some(given) = headers.get(headers::AUTH_TOKEN) else {
+        // Exactly one token: with two, which one a proxy or fnbox looked at would be a guess.
+        let mut given = headers.get_all(headers::AUTH_TOKEN).iter();
+        let (Some(given), None) = (given.next(), given.next()) else {
             return false;
         };
         // Length-independent comparison of the bytes.
@@ -93,7 +95,12 @@ async fn lambda_auth(State(state): State<Arc<AppState>>, req: Request, next: Nex
     }
 }
 
-async fn not_found(req: Request) -> Fg {
+/// An unknown route: 401 without the token (a caller without it learns nothing about which
+/// routes exist), else the FunctionGraph-shaped 404.
+async fn not_found(State(state): State<Arc<AppState>>, req: Request) -> Fg {
+    if !state.authorized(req.headers()) {
+        return Fg(FrontError::Unauthorized);
+    }
     Fg(FrontError::RouteNotFound {
         method: req.method().to_string(),
         path: req.uri().path().to_string(),
