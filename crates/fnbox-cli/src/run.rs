@@ -13,6 +13,7 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
     let package = Arc::new(fnbox_package::load(&args.package)?);
+    let otlp = args.otlp.resolve(None)?;
     let event = match (&args.event, &args.event_file) {
         (Some(e), _) => bytes::Bytes::from(e.clone()),
         (None, Some(path)) => match std::fs::read(path) {
@@ -43,7 +44,12 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(crate::echo::stderr_echo(false));
+    let (otel_echo, otel_lines) = fnbox_otel::output_channel();
+    if otlp.is_some() {
+        config.echo = config.echo.map(|e| crate::otel::both(e, otel_echo));
+    }
     let engine = Engine::new(config);
+    let exporters = crate::otel::start_run(&engine, &package, otlp, otel_lines)?;
     let function = Function::new(
         engine.clone(),
         package.clone(),
@@ -124,6 +130,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         i.shutdown().await;
     }
     engine.shutdown(std::time::Duration::from_secs(3)).await;
+    if let Some(x) = exporters {
+        x.shutdown(std::time::Duration::from_secs(5)).await;
+    }
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),

@@ -39,6 +39,8 @@ pub struct ServeArgs {
     /// How memory limits are enforced.
     #[arg(long, value_enum, default_value_t = MemoryModeArg::Auto)]
     pub memory_mode: MemoryModeArg,
+    #[command(flatten)]
+    pub otlp: crate::otel::OtlpArgs,
 }
 
 /// Longest `--async-retry-delay`: a day.
@@ -76,6 +78,7 @@ struct Settings {
     listen: SocketAddr,
     token: Option<String>,
     functions: Vec<FunctionSpec>,
+    otlp: Option<fnbox_otel::OtlpConfig>,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
@@ -91,12 +94,14 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
         check_token(t).map_err(MainError::Token)?;
     }
     let token = args.token.clone().or(file.token);
+    let otlp = args.otlp.resolve(file.otlp.as_ref())?;
     let mut functions = file.functions;
     functions.extend(args.packages.iter().map(FunctionSpec::from_arg));
     Ok(Settings {
         listen,
         token,
         functions,
+        otlp,
     })
 }
 
@@ -117,7 +122,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut config = EngineConfig::new(memory);
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
-    config.echo = Some(crate::echo::stderr_echo(true));
+    let (otel_echo, otel_lines) = fnbox_otel::output_channel();
+    config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
     let engine = Engine::new(config);
     // Until the server owns the engine, a failure shuts the engine down before it is returned.
     let started = async {
@@ -173,14 +179,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     );
     drop(out);
 
+    // Exporters: Prometheus always (`GET /metrics`), OTLP when configured.
+    let exporters = match crate::otel::start_serve(&engine, &registry, &settings.otlp, otel_lines) {
+        Ok(e) => e,
+        Err(e) => {
+            engine.shutdown(std::time::Duration::from_secs(1)).await;
+            return Err(e);
+        }
+    };
     let async_options = fnbox_serve::AsyncOptions {
         retry_delay: args.async_retry_delay,
     };
     let server = Server::new(engine, registry, settings.token)
+        .with_metrics(exporters.prometheus())
         .with_async(store, &async_options)
         .map_err(MainError::AsyncSetup)?;
     if let Err(e) = server.start().await {
         server.stop().await;
+        exporters.shutdown(std::time::Duration::from_secs(5)).await;
         return Err(e.into());
     }
     println!(
@@ -199,6 +215,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
         .run(listener, shutdown)
         .await
         .map_err(MainError::FrontDoor)?;
+    // After the engine stopped: the last reports are in; flush the exporters.
+    exporters.shutdown(std::time::Duration::from_secs(5)).await;
     eprintln!("fnbox serve: stopped");
     Ok(())
 }

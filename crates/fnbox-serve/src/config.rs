@@ -167,6 +167,8 @@ pub struct ServeFile {
     pub token: Option<String>,
     /// `functions`, paths resolved.
     pub functions: Vec<FunctionSpec>,
+    /// `otlp` (`endpoint`, `protocol`, `headers`), checked by `fnbox_otel::OtlpConfig`.
+    pub otlp: Option<fnbox_otel::OtlpFile>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +178,7 @@ struct RawFile {
     token: Option<String>,
     #[serde(default)]
     functions: Vec<RawEntry>,
+    otlp: Option<fnbox_otel::OtlpFile>,
 }
 
 #[derive(Deserialize)]
@@ -253,10 +256,15 @@ impl ServeFile {
                 overrides,
             });
         }
+        if let Some(o) = &raw.otlp {
+            fnbox_otel::OtlpConfig::resolve(None, "otlp.endpoint", Some(o), |_| None)
+                .map_err(|m| field("otlp".into(), m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
+            otlp: raw.otlp,
         })
     }
 }

@@ -113,6 +113,8 @@ pub mod paths {
     pub const FUNCTION_INSTANCES: &str = "/functions/{name}/instances";
     /// Instances of every function.
     pub const INSTANCES: &str = "/instances";
+    /// Prometheus exposition of fnbox's metrics.
+    pub const METRICS: &str = "/metrics";
 
     /// The FunctionGraph sync invoke path for a project and a URN (or short form), which must
     /// already be percent-encoded where needed.

@@ -47,6 +47,8 @@ pub struct AppState {
     /// The durable asynchronous queue, when the server has one (`fnbox serve` always does;
     /// without it the async routes answer 501).
     pub queue: OnceLock<AsyncStore>,
+    /// `GET /metrics`'s renderer (Prometheus text), when the server has one.
+    pub metrics: OnceLock<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl AppState {
@@ -56,6 +58,7 @@ impl AppState {
             registry,
             token,
             queue: OnceLock::new(),
+            metrics: OnceLock::new(),
         }
     }
 
