@@ -57,7 +57,15 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 6] = ["warm", "throughput", "cold", "telemetry", "hot", "memory"];
+const GROUPS: [&str; 7] = [
+    "warm",
+    "throughput",
+    "cold",
+    "telemetry",
+    "hot",
+    "otlp",
+    "memory",
+];
 
 /// Command-line options of a benchmark run.
 #[derive(clap::Args, Debug, Clone)]
