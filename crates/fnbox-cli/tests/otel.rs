@@ -85,7 +85,12 @@ fn counter(metrics: &[fnbox_testkit::otlp::proto::metrics::v1::Metric], name: &s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_invocations_become_spans_metrics_and_correlated_logs() {
     let receiver = Receiver::start().await.unwrap();
-    let pkg = FixturePackage::bash("func_name: traced\ntimeout: 3\nmemory_size: 256\n", TRACED);
+    let pkg = FixturePackage::bash(
+        // One instance: a call that arrives while the previous one is finishing waits for it
+        // instead of cold-starting a second instance, so exactly the first call is cold.
+        "func_name: traced\ntimeout: 3\nmemory_size: 256\nmax_instances: 1\n",
+        TRACED,
+    );
     let endpoint = receiver.endpoint();
     let path = pkg.path().to_str().unwrap().to_string();
     let s =
@@ -107,10 +112,18 @@ async fn ten_invocations_become_spans_metrics_and_correlated_logs() {
     ids.push(boom.clone());
     let hang = invoke(&url, r#"{"hang":1}"#, &[]).await;
     ids.push(hang.clone());
-    // Prometheus sees the same counts before the stop.
-    let m = http::get(s.addr, "/metrics").await.unwrap();
-    assert_eq!(m.code(), 200);
-    let text = m.text();
+    // Prometheus sees the same counts before the stop (the exporters' task runs beside the
+    // invocations: the last report may still be on its way when the caller is answered).
+    let mut text = String::new();
+    for _ in 0..100 {
+        let m = http::get(s.addr, "/metrics").await.unwrap();
+        assert_eq!(m.code(), 200);
+        text = m.text();
+        if text.contains(r#"faas_invoke_duration_seconds_count{faas_name="traced"} 10"#) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         text.contains(r#"faas_invocations_total{faas_name="traced"} 8"#),
         "{text}"
@@ -170,7 +183,10 @@ async fn ten_invocations_become_spans_metrics_and_correlated_logs() {
         assert_eq!(
             boolean(attr(a, "faas.coldstart")),
             Some(id == &ids[0]),
-            "{id}"
+            "{id} of {ids:?}: {:?}",
+            ids.iter()
+                .map(|i| boolean(attr(&invocations[i].span.attributes, "faas.coldstart")))
+                .collect::<Vec<_>>()
         );
         assert_eq!(s.span.kind, 2, "SERVER");
     }

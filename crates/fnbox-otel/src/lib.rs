@@ -110,8 +110,8 @@ pub struct Options {
     pub output: Option<OutputLines>,
 }
 
-/// One other output line: pod, process, text.
-type OutputLine = (String, String, String);
+/// One other output line: pod, (when it was read, process, text).
+type OutputLine = (String, (chrono::DateTime<chrono::Utc>, String, String));
 
 /// The receiving side of [`output_channel`].
 pub struct OutputLines(mpsc::Receiver<OutputLine>);
@@ -130,7 +130,10 @@ pub fn output_channel() -> (LineEcho, OutputLines) {
         };
         // Marked lines already arrive as telemetry events.
         if !line.text.contains(marker) {
-            let _ = tx.try_send((pod.to_string(), who, line.text.clone()));
+            let _ = tx.try_send((
+                pod.to_string(),
+                (chrono::Utc::now(), who, line.text.clone()),
+            ));
         }
     });
     (echo, OutputLines(rx))
@@ -254,15 +257,22 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            Some((pod, who, text)) = line => {
+            Some((pod, line)) = line => {
                 if let Some(function) = model.function_of(&pod) {
-                    model.output(function, pod.into(), who, text, &mut out);
+                    model.output(function, pod.into(), line, &mut out);
                 }
             }
             _ = cancel.cancelled() => {
                 // Drain what is already buffered, then stop.
                 while let Ok(o) = rx.try_recv() {
                     model.observe(&o, &mut out);
+                }
+                if let Some(o) = output.as_mut() {
+                    while let Ok((pod, line)) = o.0.try_recv() {
+                        if let Some(function) = model.function_of(&pod) {
+                            model.output(function, pod.into(), line, &mut out);
+                        }
+                    }
                 }
                 emit(&mut out, &prom, otlp.as_deref());
                 break;

@@ -5,7 +5,9 @@
 //! # Limitations
 //! A `[Function]` / `[Extension]` line carries no request id: it is tied to the invocation in
 //! flight on its instance when there is exactly one (always, with `concurrent_num: 1`), and
-//! exported without a span otherwise.
+//! exported without a span otherwise. Other output lines reach the exporters on a channel of
+//! their own, possibly after the invocation ended: they are tied by the time they were read to
+//! one of the instance's last [`RECENT`] invocations.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -130,8 +132,12 @@ struct Pending {
     cold: Option<InitDone>,
 }
 
+/// Finished invocations kept per instance to place late output lines.
+pub const RECENT: usize = 16;
+
 #[derive(Default)]
 struct Pod {
+    recent: std::collections::VecDeque<(DateTime<Utc>, DateTime<Utc>, String, TraceContext)>,
     state: Option<&'static str>,
     init_start: Option<(DateTime<Utc>, String)>,
     /// A successful init whose invocation has not started yet.
@@ -172,15 +178,14 @@ impl Model {
         &mut self,
         function: Arc<str>,
         pod: Arc<str>,
-        who: String,
-        body: String,
+        (time, who, body): (DateTime<Utc>, String, String),
         out: &mut Vec<Output>,
     ) {
-        let invocation = self.current(&function, &pod);
+        let invocation = self.running_at(&function, &pod, time);
         out.push(Output::Log(LogLine {
             function,
             pod,
-            time: Utc::now(),
+            time,
             body,
             source: Source::Output(who),
             invocation,
@@ -208,6 +213,32 @@ impl Model {
         Output::States {
             function: function.clone(),
             counts,
+        }
+    }
+
+    /// The invocation of the pod that was running at `time`: a finished one whose span
+    /// contains it, else the only one in flight that had started by then.
+    fn running_at(
+        &self,
+        function: &Arc<str>,
+        pod: &Arc<str>,
+        time: DateTime<Utc>,
+    ) -> Option<(String, TraceContext)> {
+        let p = self.pods.get(&(function.clone(), pod.clone()))?;
+        if let Some((_, _, id, t)) = p
+            .recent
+            .iter()
+            .find(|(start, end, _, _)| *start <= time && time <= *end)
+        {
+            return Some((id.clone(), *t));
+        }
+        let mut started = p
+            .in_flight
+            .iter()
+            .filter(|(_, pending)| pending.start.is_some_and(|s| s <= time));
+        match (started.next(), started.next()) {
+            (Some((id, pending)), None) => Some((id.clone(), pending.trace?)),
+            _ => None,
         }
     }
 
@@ -317,12 +348,15 @@ impl Model {
                 metrics,
                 ..
             } => {
-                let pending = self
-                    .pods
-                    .get_mut(&key)
-                    .and_then(|p| p.in_flight.remove(trace_id))
-                    .unwrap_or_default();
+                let pod = self.pods.entry(key).or_default();
+                let pending = pod.in_flight.remove(trace_id).unwrap_or_default();
                 let start = pending.start.unwrap_or(*start);
+                if let Some(t) = pending.trace {
+                    if pod.recent.len() >= RECENT {
+                        pod.recent.pop_front();
+                    }
+                    pod.recent.push_back((start, *end, trace_id.clone(), t));
+                }
                 out.push(Output::Invocation(Box::new(InvocationDone {
                     function: o.function.clone(),
                     pod: o.pod_name.clone(),
