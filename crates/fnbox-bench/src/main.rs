@@ -57,13 +57,14 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 7] = [
+const GROUPS: [&str; 8] = [
     "warm",
     "throughput",
     "cold",
     "telemetry",
     "hot",
     "ui",
+    "otlp",
     "memory",
 ];
 

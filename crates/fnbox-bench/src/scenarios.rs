@@ -334,7 +334,52 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
         rows.extend(ui_rows(bins, tmp, &pk, c, &client).await?);
     }
 
-    // 8. Memory of the fnbox process.
+    // 8. Hot path with OTLP export on: to a dead endpoint (connection refused) and to a live
+    // receiver (a separate process that accepts every export), against a fresh "OTLP off".
+    if o.runs("otlp") {
+        eprintln!("fnbox-bench: hot path with OTLP export");
+        let off = {
+            let serve = Serve::spawn(bins, tmp, "otlp-off", &[(&pk.hello, "max_instances: 1")])?;
+            let uri = serve.invoke_uri("bench-hello")?;
+            let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
+            p50_p99(&s).0
+        };
+        let receiver = BaselineServer::spawn(&bins.me)?;
+        let live = format!("http://{}", receiver.addr);
+        for (tag, endpoint, label) in [
+            ("otlp-dead", "http://127.0.0.1:1", "OTLP to a dead endpoint"),
+            ("otlp-live", live.as_str(), "OTLP to a live receiver"),
+        ] {
+            let serve = Serve::spawn_with(
+                bins,
+                tmp,
+                tag,
+                &[(&pk.hello, "max_instances: 1")],
+                &[],
+                &format!("otlp:\n  endpoint: {endpoint}\n"),
+            )?;
+            let uri = serve.invoke_uri("bench-hello")?;
+            let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
+            let (p50, p99) = p50_p99(&s);
+            let ratio = p50 / off;
+            rows.push(Row {
+                scenario: format!("hot path, {label}: warm p50 ÷ OTLP off"),
+                fnbox: format!("{} (p99 {})", ms(p50), ms(p99)),
+                baseline: format!("{} with OTLP off", ms(off)),
+                ratio: format!("{ratio:.3}"),
+                target: "≤ 1.10".into(),
+                met: Some(ratio <= 1.10),
+                data: json!({
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "off_p50_ms": off,
+                    "ratio": ratio
+                }),
+            });
+        }
+    }
+
+    // 9. Memory of the fnbox process.
     if !o.runs("memory") {
         return Ok(rows);
     }
@@ -618,18 +663,20 @@ impl Serve {
         tag: &str,
         functions: &[(&Path, &str)],
     ) -> anyhow::Result<Self> {
-        Self::spawn_with(bins, tmp, tag, functions, &[])
+        Self::spawn_with(bins, tmp, tag, functions, &[], "")
     }
 
-    /// [`Serve::spawn`] with extra `fnbox serve` arguments.
+    /// [`Serve::spawn`] with extra `fnbox serve` arguments (`args`) and more top-level config
+    /// (`top`: YAML lines, e.g. an `otlp:` key).
     fn spawn_with(
         bins: &Bins,
         tmp: &Path,
         tag: &str,
         functions: &[(&Path, &str)],
-        extra: &[&str],
+        args: &[&str],
+        top: &str,
     ) -> anyhow::Result<Self> {
-        let mut yaml = String::from("functions:\n");
+        let mut yaml = format!("{top}functions:\n");
         for (path, extra) in functions {
             yaml.push_str(&format!("  - path: {path:?}\n    {extra}\n"));
         }
@@ -644,7 +691,7 @@ impl Serve {
             .arg("--data-dir")
             .arg(tmp.join(format!("{tag}.data")))
             .args(["--listen", "127.0.0.1:0"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(if tag == "emit" {
                 // The function's million lines are echoed on stderr: /dev/null is the
@@ -865,7 +912,7 @@ async fn ui_rows(
     eprintln!("fnbox-bench: hot path with the browser timeline");
     let hello = [(pk.hello.as_path(), "max_instances: 1")];
     let off = {
-        let serve = Serve::spawn_with(bins, tmp, "ui-off", &hello, &["--no-ui"])?;
+        let serve = Serve::spawn_with(bins, tmp, "ui-off", &hello, &["--no-ui"], "")?;
         let uri = serve.invoke_uri("bench-hello")?;
         p50_p99(&sequential(client, &uri, c.warmup, c.sequential).await?)
     };

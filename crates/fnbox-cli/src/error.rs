@@ -109,6 +109,9 @@ pub enum MainError {
     /// The async worker cannot be set up.
     #[error("{0}")]
     AsyncSetup(String),
+    /// OTLP export is misconfigured (the message names the flag, key or variable).
+    #[error("{0}")]
+    Otlp(String),
     /// `--server` is `https://…`.
     #[error("--server {0}: https is not supported; fnbox serve speaks plain HTTP on loopback")]
     Https(String),
@@ -228,6 +231,7 @@ impl MainError {
             | Registry(_)
             | Store(_)
             | AsyncSetup(_)
+            | Otlp(_)
             | Https(_)
             | ServerUrl(_)
             | Request(_) => ExitCode::Usage,

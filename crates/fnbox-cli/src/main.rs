@@ -6,6 +6,7 @@ mod echo;
 mod error;
 mod exttest;
 mod invoke;
+mod otel;
 mod result;
 mod run;
 mod serve;
@@ -75,6 +76,8 @@ pub struct RunArgs {
     /// How memory limits are enforced.
     #[arg(long, value_enum, default_value_t = MemoryModeArg::Auto)]
     pub memory_mode: MemoryModeArg,
+    #[command(flatten)]
+    pub otlp: otel::OtlpArgs,
 }
 
 fn main() -> ProcessExit {

@@ -16,6 +16,7 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     for note in &package.notes {
         eprintln!("note: {note}");
     }
+    let otlp = args.otlp.resolve(None)?;
     let event = match (&args.event, &args.event_file) {
         (Some(e), _) => bytes::Bytes::from(e.clone()),
         (None, Some(path)) => match std::fs::read(path) {
@@ -46,7 +47,12 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
     config.echo = Some(crate::echo::stderr_echo(false));
+    let (otel_echo, otel_lines) = fnbox_otel::output_channel();
+    if otlp.is_some() {
+        config.echo = config.echo.map(|e| crate::otel::both(e, otel_echo));
+    }
     let engine = Engine::new(config);
+    let exporters = crate::otel::start_run(&engine, &package, otlp, otel_lines)?;
     let function = Function::new(
         engine.clone(),
         package.clone(),
@@ -127,6 +133,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         i.shutdown().await;
     }
     engine.shutdown(std::time::Duration::from_secs(3)).await;
+    if let Some(x) = exporters {
+        x.shutdown(std::time::Duration::from_secs(5)).await;
+    }
     match errors.len() {
         0 => Ok(()),
         1 => Err(errors.remove(0)),

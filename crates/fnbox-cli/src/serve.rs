@@ -63,6 +63,8 @@ pub struct ServeArgs {
     /// Most phases and invocations the timeline keeps.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=fnbox_serve::timeline::model::MAX_MAX_INVOCATIONS as i64), default_value_t = fnbox_serve::timeline::model::DEFAULT_MAX_INVOCATIONS as u32)]
     pub ui_max_invocations: u32,
+    #[command(flatten)]
+    pub otlp: crate::otel::OtlpArgs,
 }
 
 /// `--pod-name`: what a pod's (or a host's) name may hold, 1 to 253 characters of letters,
@@ -139,6 +141,7 @@ struct Settings {
     token: Option<String>,
     functions: Vec<FunctionSpec>,
     queue: Option<String>,
+    otlp: Option<fnbox_otel::OtlpConfig>,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
@@ -166,6 +169,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
     }
     let token = args.token.clone().or(file.token);
     check_exposure(listen, &listen_origin, &listen_value, token.is_some())?;
+    let otlp = args.otlp.resolve(file.otlp.as_ref())?;
     let mut functions = file.functions;
     functions.extend(args.packages.iter().map(FunctionSpec::from_arg));
     if let Some(q) = &args.queue {
@@ -178,6 +182,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
         token,
         functions,
         queue,
+        otlp,
     })
 }
 
@@ -198,7 +203,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut config = EngineConfig::new(memory);
     config.network = network;
     config.host_path = std::env::var("PATH").ok();
-    config.echo = Some(crate::echo::stderr_echo(true));
+    let (otel_echo, otel_lines) = fnbox_otel::output_channel();
+    config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
     config.pod_name = args.pod_name.clone();
     let engine = Engine::new(config);
     // Until the server owns the engine, a failure shuts the engine down before it is returned.
@@ -268,10 +274,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     );
     drop(out);
 
+    // Exporters: Prometheus always (`GET /metrics`), OTLP when configured.
+    let exporters = match crate::otel::start_serve(&engine, &registry, &settings.otlp, otel_lines) {
+        Ok(e) => e,
+        Err(e) => {
+            engine.shutdown(std::time::Duration::from_secs(1)).await;
+            return Err(e);
+        }
+    };
     let async_options = fnbox_serve::AsyncOptions {
         retry_delay: args.async_retry_delay,
     };
     let mut server = Server::new(engine, registry, settings.token)
+        .with_metrics(exporters.prometheus())
         .with_async(store, &async_options)
         .map_err(MainError::AsyncSetup)?;
     if !args.no_ui {
@@ -282,6 +297,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     }
     if let Err(e) = server.start().await {
         server.stop().await;
+        exporters.shutdown(std::time::Duration::from_secs(5)).await;
         return Err(e.into());
     }
     println!(
@@ -303,6 +319,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
         .run(listener, shutdown)
         .await
         .map_err(MainError::FrontDoor)?;
+    // After the engine stopped: the last reports are in; flush the exporters.
+    exporters.shutdown(std::time::Duration::from_secs(5)).await;
     eprintln!("fnbox serve: stopped");
     Ok(())
 }

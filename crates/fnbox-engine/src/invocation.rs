@@ -39,6 +39,9 @@ pub struct InvokeRequest {
     pub event: Bytes,
     /// Sync or async.
     pub invoke_type: InvokeType,
+    /// The caller's W3C `traceparent`, when the request carried a valid one: the invocation's
+    /// span becomes its child ([`crate::trace`]).
+    pub trace_parent: Option<crate::trace::TraceParent>,
 }
 
 impl InvokeRequest {
@@ -48,6 +51,7 @@ impl InvokeRequest {
             request_id: new_request_id(),
             event: event.into(),
             invoke_type: InvokeType::Sync,
+            trace_parent: None,
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod netns;
 pub mod observe;
 pub mod pool;
 pub mod telemetry;
+pub mod trace;
 
 pub use dialect::{Command, Dialect, ErrorInfo, LogLines};
 pub use engine::{Engine, EngineConfig, Function, HttpClient, LineEcho};

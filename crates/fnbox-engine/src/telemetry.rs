@@ -96,6 +96,8 @@ pub enum Event {
         time: DateTime<Utc>,
         /// Request id (the invocation, or the request that caused the cold start).
         trace_id: String,
+        /// The invocation's W3C trace context ([`crate::trace`]); `None` for init and restore.
+        trace: Option<crate::trace::TraceContext>,
     },
     /// `platform.initRuntimeDone` / `platform.runtimeDone` / `platform.restoreRuntimeDone`.
     RuntimeDone {

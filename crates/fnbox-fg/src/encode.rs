@@ -141,6 +141,7 @@ pub fn encode(event: &Event, spelling: Spelling) -> Option<Bytes> {
             phase,
             time: t,
             trace_id,
+            ..
         } => serde_json::to_vec(&Start {
             name: match phase {
                 Phase::Init => "platform.initStart",
@@ -243,6 +244,7 @@ mod tests {
             phase: Phase::Init,
             time: t(),
             trace_id: "69be64a7-0233-11e8-82e4-e5d37911193e".into(),
+            trace: None,
         };
         assert_eq!(
             json(&e, Spelling::Schema),

@@ -183,6 +183,7 @@ impl Encoder {
                 phase: Phase::Invoke,
                 time,
                 trace_id,
+                ..
             } => {
                 self.state().starts.insert(trace_id.clone(), *time);
                 let start = record::Start {
@@ -399,6 +400,7 @@ mod tests {
                 phase: Phase::Init,
                 time: t(0),
                 trace_id: RID.into(),
+                trace: None,
             },
             Event::RuntimeDone {
                 phase: Phase::Init,
@@ -430,6 +432,7 @@ mod tests {
                 phase: Phase::Invoke,
                 time: t(100),
                 trace_id: RID.into(),
+                trace: None,
             },
             Event::Function {
                 time: t(101),
@@ -594,6 +597,7 @@ mod tests {
             phase: Phase::Restore,
             time: t(0),
             trace_id: "r".into(),
+            trace: None,
         };
         assert!(
             e.encode(&restore).is_none(),

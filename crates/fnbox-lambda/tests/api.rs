@@ -102,6 +102,7 @@ fn work(id: &str, body: &'static str, deadline: u64) -> Work {
         body: Bytes::from_static(body.as_bytes()),
         kind: WorkKind::Invoke(InvokeType::Sync),
         deadline_epoch_ms: deadline,
+        trace: None,
     }
 }
 
@@ -626,6 +627,7 @@ async fn telemetry_subscription_delivers_lambda_records_to_loopback() {
         phase: Phase::Init,
         time: chrono::Utc::now(),
         trace_id: "cold".into(),
+        trace: None,
     });
     let r = call(
         &f.api,

@@ -185,6 +185,8 @@ pub struct ServeFile {
     pub functions: Vec<FunctionSpec>,
     /// `queue`: a PostgreSQL URL for the async invocation queue (see [`check_queue_url`]).
     pub queue: Option<String>,
+    /// `otlp` (`endpoint`, `protocol`, `headers`), checked by `fnbox_otel::OtlpConfig`.
+    pub otlp: Option<fnbox_otel::OtlpFile>,
 }
 
 #[derive(Deserialize)]
@@ -195,6 +197,7 @@ struct RawFile {
     #[serde(default)]
     functions: Vec<RawEntry>,
     queue: Option<String>,
+    otlp: Option<fnbox_otel::OtlpFile>,
 }
 
 #[derive(Deserialize)]
@@ -275,11 +278,16 @@ impl ServeFile {
         if let Some(q) = &raw.queue {
             check_queue_url(q).map_err(|m| field("queue".into(), m))?;
         }
+        if let Some(o) = &raw.otlp {
+            fnbox_otel::OtlpConfig::resolve(None, "otlp.endpoint", Some(o), |_| None)
+                .map_err(|m| field("otlp".into(), m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
             queue: raw.queue,
+            otlp: raw.otlp,
         })
     }
 }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use fnbox_engine::trace::TraceParent;
 use fnbox_engine::{Answer, InvokeRequest, InvokeResult, PoolError};
 use fnbox_wire::front::InvokeSummary;
 
@@ -34,8 +35,13 @@ pub struct Completed {
 
 /// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer
 /// (which carries the log so far, for `X-Cff-Log-Type: tail` / `X-Amz-Log-Type: Tail`).
-pub async fn invoke(served: &Arc<Served>, event: Bytes) -> Result<Completed, FrontError> {
-    let req = InvokeRequest::sync(event);
+pub async fn invoke(
+    served: &Arc<Served>,
+    event: Bytes,
+    trace_parent: Option<TraceParent>,
+) -> Result<Completed, FrontError> {
+    let mut req = InvokeRequest::sync(event);
+    req.trace_parent = trace_parent;
     let request_id = req.request_id.clone();
     let timeout_secs = served.function().package().config.timeout;
     let invocation = served
@@ -45,6 +51,22 @@ pub async fn invoke(served: &Arc<Served>, event: Bytes) -> Result<Completed, Fro
         .map_err(|e| pool_error(e, served.name(), request_id))?;
     let (answer, _rest) = invocation.into_parts();
     Ok(complete(answer, timeout_secs))
+}
+
+/// The caller's valid W3C `traceparent` header, if any (an invalid one is ignored: the
+/// invocation starts a new trace, as W3C Trace Context asks).
+pub fn trace_parent(headers: &http::HeaderMap) -> Option<TraceParent> {
+    let value = headers
+        .get(fnbox_wire::front::headers::TRACEPARENT)?
+        .to_str()
+        .ok()?;
+    match TraceParent::parse(value) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::debug!(error = %e, "ignoring the traceparent header");
+            None
+        }
+    }
 }
 
 fn complete(a: Answer, timeout_secs: u32) -> Completed {

@@ -55,6 +55,7 @@ impl Invoker for PoolInvoker {
             request_id: request_id.to_string(),
             event: payload,
             invoke_type: InvokeType::Async,
+            trace_parent: None,
         };
         // The pool runs the attempt in a task of its own: an abandoned attempt never cancels
         // it half-way.

@@ -91,6 +91,12 @@ impl Server {
         self
     }
 
+    /// Serves `GET /metrics` (behind the token, like every route) with `render`'s text.
+    pub fn with_metrics(self, render: Arc<dyn Fn() -> String + Send + Sync>) -> Self {
+        let _ = self.state.metrics.set(render);
+        self
+    }
+
     /// The async queue, when set.
     pub fn async_store(&self) -> Option<&AsyncStore> {
         self.state.queue.get()

@@ -10,9 +10,11 @@
 //! - [`serve`]: the real `fnbox serve` started on an ephemeral port, `fnbox invoke`.
 //! - [`pg`]: a throwaway PostgreSQL server (Debian's `postgresql`) for the queue tests.
 //! - [`recorder`]: `examples/telemetry` copies and the `fnbox-telemetry-recorder` binary.
+//! - [`otlp`]: an OTLP/HTTP receiver decoding the real protobuf (`opentelemetry-proto`).
 
 pub mod browser;
 pub mod http;
+pub mod otlp;
 pub mod pg;
 pub mod recorder;
 pub mod serve;
@@ -22,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A bash function `http METHOD PATH [BODY]` that sets `STATUS`, `REQUEST_ID`, `INVOKE_TYPE`
-/// and `BODY`, talking to `$RUNTIME_API_ADDR` with bash's `/dev/tcp`. Prepended to fixture
+/// A bash function `http METHOD PATH [BODY]` that sets `STATUS`, `REQUEST_ID`, `INVOKE_TYPE`,
+/// `TRACE_ID` (`X-Cff-Trace-Id`) and `BODY`, talking to `$RUNTIME_API_ADDR` with bash's `/dev/tcp`. Prepended to fixture
 /// bootstraps so they need nothing but bash.
 pub const BASH_HTTP: &str = r#"#!/bin/bash
 set -u
@@ -39,12 +41,14 @@ http() {
   IFS=' ' read -r _ STATUS _ <&3
   REQUEST_ID=
   INVOKE_TYPE=
+  TRACE_ID=
   while IFS= read -r line <&3; do
     line=${line%$'\r'}
     [ -z "$line" ] && break
     case ${line,,} in
       x-cff-request-id:*) REQUEST_ID=${line#*:}; REQUEST_ID=${REQUEST_ID//[[:space:]]/} ;;
       x-cff-invoke-type:*) INVOKE_TYPE=${line#*:}; INVOKE_TYPE=${INVOKE_TYPE//[[:space:]]/} ;;
+      x-cff-trace-id:*) TRACE_ID=${line#*:}; TRACE_ID=${TRACE_ID//[[:space:]]/} ;;
     esac
   done
   BODY=

@@ -28,6 +28,9 @@ pub mod headers {
     pub const INVOKE_TYPE: &str = "X-CFF-Invoke-Type";
     /// Epoch milliseconds at which fnbox kills the invocation (fnbox addition).
     pub const DEADLINE_MS: &str = "X-Cff-Deadline-Ms";
+    /// The W3C `traceparent` the invocation runs under (fnbox addition; FunctionGraph
+    /// documents no trace header for custom runtimes).
+    pub const TRACE_ID: &str = "X-Cff-Trace-Id";
     /// Credential headers, empty unless configured.
     pub const ACCESS_KEY: &str = "X-CFF-Access-Key";
     /// See [`ACCESS_KEY`].

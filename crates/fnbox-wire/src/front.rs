@@ -25,6 +25,9 @@ pub mod headers {
     pub const FUNC_ERR_CODE: &str = "X-Func-Err-Code";
     /// Auth token when `--token` is set (both front doors and the admin routes).
     pub const AUTH_TOKEN: &str = "X-Auth-Token";
+    /// W3C trace context of the caller (both front doors): the invocation's span becomes its
+    /// child; an invalid value is ignored (a new trace starts), as W3C asks.
+    pub const TRACEPARENT: &str = "traceparent";
 }
 
 /// Header values of FunctionGraph's invoke API.
@@ -110,6 +113,8 @@ pub mod paths {
     pub const FUNCTION_INSTANCES: &str = "/functions/{name}/instances";
     /// Instances of every function.
     pub const INSTANCES: &str = "/instances";
+    /// Prometheus exposition of fnbox's metrics.
+    pub const METRICS: &str = "/metrics";
 
     /// The FunctionGraph sync invoke path for a project and a URN (or short form), which must
     /// already be percent-encoded where needed.

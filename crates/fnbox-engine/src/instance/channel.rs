@@ -49,6 +49,8 @@ pub struct Work {
     pub kind: WorkKind,
     /// Epoch milliseconds at which fnbox gives up on it.
     pub deadline_epoch_ms: u64,
+    /// The trace context the invocation runs under (`None` for the initializer).
+    pub trace: Option<crate::trace::TraceContext>,
 }
 
 struct Queued {
@@ -204,6 +206,7 @@ mod tests {
             body: Bytes::from_static(b"{}"),
             kind: WorkKind::Invoke(InvokeType::Sync),
             deadline_epoch_ms: 0,
+            trace: None,
         }
     }
 

@@ -257,6 +257,7 @@ impl Instance {
             phase: Phase::Init,
             time: start_wall,
             trace_id: trace_id.to_string(),
+            trace: None,
         });
 
         let memory = engine
@@ -748,10 +749,16 @@ impl Instance {
         let deadline = started + self.timeout;
         let deadline_epoch_ms =
             (start_wall.timestamp_millis().max(0) as u64) + self.timeout.as_millis() as u64;
+        let trace = crate::trace::TraceContext::for_invocation(
+            &req.request_id,
+            start_wall.timestamp().max(0) as u64,
+            req.trace_parent.as_ref(),
+        );
         bus.publish(Event::Start {
             phase: Phase::Invoke,
             time: start_wall,
             trace_id: req.request_id.clone(),
+            trace: Some(trace),
         });
         if self.concurrency == 1 {
             self.memory.reset_peak();
@@ -764,6 +771,7 @@ impl Instance {
             body: req.event.clone(),
             kind: WorkKind::Invoke(req.invoke_type),
             deadline_epoch_ms,
+            trace: Some(trace),
         };
         // Extensions hear about the invocation at the same moment as the runtime.
         let extensions_done =
@@ -1269,6 +1277,7 @@ async fn run_initializer(
         body: Bytes::from_static(b"{}"),
         kind: WorkKind::Initializer,
         deadline_epoch_ms: Utc::now().timestamp_millis().max(0) as u64 + timeout.as_millis() as u64,
+        trace: None,
     };
     let id = work.request_id.clone();
     let reply = api

@@ -43,6 +43,13 @@ async fn next(State(api): Api) -> Response {
         headers::DEADLINE_MS,
         HeaderValue::from(work.deadline_epoch_ms),
     );
+    if let Some(trace) = &work.trace {
+        // fnbox addition (CONTRACT defines no trace header for FunctionGraph): the W3C
+        // `traceparent` the function runs under; its parent is the invocation's span.
+        if let Ok(v) = HeaderValue::from_str(&trace.traceparent()) {
+            h.insert(headers::TRACE_ID, v);
+        }
+    }
     for name in [
         headers::ACCESS_KEY,
         headers::SECRET_KEY,

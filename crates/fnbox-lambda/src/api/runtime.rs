@@ -70,10 +70,13 @@ async fn next(State(api): Api) -> Result<Response, ApiError> {
         h::INVOKED_FUNCTION_ARN,
         function_arn(lambda_region(config), &config.func_name),
     );
-    put(
-        h::TRACE_ID,
-        trace_header_for_deadline(&work.request_id, work.deadline_epoch_ms, config.timeout),
-    );
+    // Under a caller's `traceparent`, the X-Ray form of the invocation's W3C context; else
+    // the header derived from the request id, as always.
+    let trace = match work.trace {
+        Some(t) if t.parent.is_some() => t.xray(),
+        _ => trace_header_for_deadline(&work.request_id, work.deadline_epoch_ms, config.timeout),
+    };
+    put(h::TRACE_ID, trace);
     headers.insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

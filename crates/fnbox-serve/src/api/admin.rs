@@ -1,6 +1,6 @@
 //! fnbox's own routes: `GET /health`, `GET /functions`, `GET /functions/{name}/instances`,
-//! `GET /instances`. Answers are JSON; errors use the FunctionGraph shape. `/health` needs no
-//! token.
+//! `GET /instances`, `GET /metrics` (Prometheus). Answers are JSON (text for `/metrics`);
+//! errors use the FunctionGraph shape. `/health` needs no token.
 
 use std::sync::Arc;
 
@@ -20,6 +20,26 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(paths::FUNCTIONS, get(functions))
         .route(paths::FUNCTION_INSTANCES, get(function_instances))
         .route(paths::INSTANCES, get(instances))
+        .route(paths::METRICS, get(metrics))
+}
+
+/// `GET /metrics`: the Prometheus exposition (OpenMetrics text) of fnbox's instruments.
+async fn metrics(State(state): State<Arc<AppState>>) -> Result<axum::response::Response, Fg> {
+    use axum::response::IntoResponse;
+    let Some(render) = state.metrics.get() else {
+        return Err(Fg(FrontError::RouteNotFound {
+            method: "GET".into(),
+            path: paths::METRICS.into(),
+        }));
+    };
+    Ok((
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        render(),
+    )
+        .into_response())
 }
 
 /// `GET /health`, the one route answered without the token: it tells nothing but that the

@@ -22,7 +22,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::error::{json, Fg, FrontError};
 use super::render::{self, answer, insert_log, insert_text, push_log_lines, Answer};
 use super::AppState;
-use crate::invoke::{invoke, Completed};
+use crate::invoke::{invoke, trace_parent, Completed};
 use crate::registry::Served;
 use crate::urn::parse_fg_urn;
 
@@ -100,7 +100,7 @@ async fn invoke_sync(
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }
-    let done = invoke(&served, event).await?;
+    let done = invoke(&served, event, trace_parent(&headers)).await?;
     Ok(render(&done, version, want_tail))
 }
 

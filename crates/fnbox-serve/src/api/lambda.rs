@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use super::error::{json, FrontError, Lambda};
 use super::render::{self, answer, insert_log, insert_text, push_log_lines, Answer};
 use super::AppState;
-use crate::invoke::{invoke, Completed};
+use crate::invoke::{invoke, trace_parent, Completed};
 use crate::urn::parse_lambda_name;
 
 /// The Lambda invoke route.
@@ -108,7 +108,7 @@ async fn invoke_function(
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }
-    let done = invoke(&served, event).await?;
+    let done = invoke(&served, event, trace_parent(&headers)).await?;
     Ok(render(&done, want_tail))
 }
 

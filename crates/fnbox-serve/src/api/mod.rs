@@ -51,6 +51,8 @@ pub struct AppState {
     pub queue: OnceLock<AsyncStore>,
     /// The live timeline, when the server has one (`fnbox serve` unless `--no-ui`).
     pub timeline: OnceLock<Arc<crate::timeline::Timeline>>,
+    /// `GET /metrics`'s renderer (Prometheus text), when the server has one.
+    pub metrics: OnceLock<Arc<dyn Fn() -> String + Send + Sync>>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             token,
             queue: OnceLock::new(),
             timeline: OnceLock::new(),
+            metrics: OnceLock::new(),
         }
     }
 

@@ -370,6 +370,7 @@ impl Model {
                 phase,
                 time,
                 trace_id,
+                ..
             } => {
                 let id = self.open_record(o, *phase, trace_id, *time, now);
                 if let Some(r) = self.record_mut(id) {

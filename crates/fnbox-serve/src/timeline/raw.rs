@@ -111,6 +111,7 @@ mod tests {
                 phase: Phase::Invoke,
                 time: t(0),
                 trace_id: "r1".into(),
+                trace: None,
             },
             Event::Function {
                 time: t(1),

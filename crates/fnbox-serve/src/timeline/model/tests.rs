@@ -38,6 +38,7 @@ fn start(phase: Phase, id: &str, at: i64) -> Observation {
         phase,
         time: t(at),
         trace_id: id.into(),
+        trace: None,
     })
 }
 

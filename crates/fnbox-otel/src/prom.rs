@@ -1,0 +1,183 @@
+//! `GET /metrics`: the same instruments in the Prometheus text format, with `prometheus-client`.
+//!
+//! Names are what an OpenTelemetry-to-Prometheus conversion gives the OTLP instruments (dots
+//! become underscores, the unit and `_total` are appended): `faas.invocations` →
+//! `faas_invocations_total`, `faas.invoke_duration` (s) → `faas_invoke_duration_seconds`.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::{InstancesFn, DURATION_BUCKETS, MEMORY_BUCKETS};
+
+type Labels = Vec<(String, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS.iter().copied())
+}
+
+fn memory_histogram() -> Histogram {
+    Histogram::new(MEMORY_BUCKETS.iter().copied())
+}
+
+/// The Prometheus instruments.
+pub struct Prom {
+    registry: Registry,
+    pub(crate) invocations: Family<Labels, Counter>,
+    pub(crate) errors: Family<Labels, Counter>,
+    pub(crate) timeouts: Family<Labels, Counter>,
+    pub(crate) coldstarts: Family<Labels, Counter>,
+    pub(crate) refusals: Family<Labels, Counter>,
+    pub(crate) invoke_duration: Histograms,
+    pub(crate) init_duration: Histograms,
+    pub(crate) mem_usage: Histograms,
+    pub(crate) instances: Family<Labels, Gauge>,
+    pub(crate) lost: Counter,
+    pub(crate) export_failures: Family<Labels, Counter>,
+}
+
+impl Prom {
+    /// A registry with every instrument; `instances` feeds the per-subscriber telemetry
+    /// counters at each scrape.
+    pub fn new(instances: Option<InstancesFn>) -> Self {
+        let mut registry = Registry::default();
+        let p = Self {
+            invocations: Family::default(),
+            errors: Family::default(),
+            timeouts: Family::default(),
+            coldstarts: Family::default(),
+            refusals: Family::default(),
+            invoke_duration: Family::new_with_constructor(duration_histogram),
+            init_duration: Family::new_with_constructor(duration_histogram),
+            mem_usage: Family::new_with_constructor(memory_histogram),
+            instances: Family::default(),
+            lost: Counter::default(),
+            export_failures: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "faas_invocations",
+            "Successful invocations",
+            p.invocations.clone(),
+        );
+        registry.register(
+            "faas_errors",
+            "Invocations that ended in an error or a failure",
+            p.errors.clone(),
+        );
+        registry.register(
+            "faas_timeouts",
+            "Invocations that timed out",
+            p.timeouts.clone(),
+        );
+        registry.register(
+            "faas_coldstarts",
+            "Init phases (instances started)",
+            p.coldstarts.clone(),
+        );
+        registry.register_with_unit(
+            "faas_invoke_duration",
+            "Invocation duration (platform.report durationMs)",
+            Unit::Seconds,
+            p.invoke_duration.clone(),
+        );
+        registry.register_with_unit(
+            "faas_init_duration",
+            "Init phase duration (platform.initReport durationMs)",
+            Unit::Seconds,
+            p.init_duration.clone(),
+        );
+        registry.register_with_unit(
+            "faas_mem_usage",
+            "Peak memory of the instance during an invocation",
+            Unit::Bytes,
+            p.mem_usage.clone(),
+        );
+        registry.register(
+            "fnbox_instances",
+            "Instances by lifecycle state",
+            p.instances.clone(),
+        );
+        registry.register(
+            "fnbox_pool_refusals",
+            "Invocations refused because every instance was busy (FSS.0429 / TooManyRequestsException)",
+            p.refusals.clone(),
+        );
+        registry.register(
+            "fnbox_observations_lost",
+            "Engine observations the exporters fell too far behind to see",
+            p.lost.clone(),
+        );
+        registry.register(
+            "fnbox_otlp_export_failures",
+            "OTLP records given up after a failed export, by signal",
+            p.export_failures.clone(),
+        );
+        if let Some(f) = instances {
+            registry.register_collector(Box::new(Delivery(f)));
+        }
+        Self { registry, ..p }
+    }
+
+    /// The text exposition (OpenMetrics flavour, which Prometheus scrapes as is).
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
+            let _ = writeln!(s, "# encoding failed");
+        }
+        s
+    }
+}
+
+/// Per-subscriber telemetry delivery counters of the live instances, read at scrape time.
+struct Delivery(InstancesFn);
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Delivery")
+    }
+}
+
+impl prometheus_client::collector::Collector for Delivery {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = (self.0)();
+        for (name, help, pick) in [
+            (
+                "fnbox_telemetry_delivered_records",
+                "Telemetry records a subscriber acknowledged (live instances)",
+                (|s: &fnbox_engine::SubscriberInfo| s.delivered_records) as fn(&_) -> u64,
+            ),
+            (
+                "fnbox_telemetry_dropped_records",
+                "Telemetry records lost for a subscriber (live instances)",
+                |s: &fnbox_engine::SubscriberInfo| s.dropped_records,
+            ),
+        ] {
+            let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+            for (function, instances) in &snapshot {
+                for i in instances {
+                    for s in &i.telemetry {
+                        let labels: Labels = vec![
+                            ("faas_name".into(), function.clone()),
+                            ("faas_instance".into(), i.pod_name.clone()),
+                            ("subscriber".into(), s.uri.clone()),
+                        ];
+                        ConstCounter::new(pick(s)).encode(metric.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Shared handle.
+pub type SharedProm = Arc<Prom>;
