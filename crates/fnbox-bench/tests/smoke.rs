@@ -57,6 +57,8 @@ fn smoke_run_prints_every_row() {
         "| hot path, extension registered, no subscription",
         "| hot path, timeline on, no page connected",
         "| hot path, one page connected (/api/events)",
+        "| hot path, OTLP to a dead endpoint",
+        "| hot path, OTLP to a live receiver",
         "| memory: fnbox RSS idle",
         "| memory: fnbox RSS with ",
     ] {
@@ -65,5 +67,5 @@ fn smoke_run_prints_every_row() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(12), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{json}");
 }
