@@ -67,6 +67,9 @@ pub struct ServeArgs {
     pub otlp: crate::otel::OtlpArgs,
 }
 
+/// How often `/metrics`'s async queue depth is sampled.
+const ASYNC_DEPTH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// `--pod-name`: what a pod's (or a host's) name may hold, 1 to 253 characters of letters,
 /// digits, `-`, `.` and `_`.
 fn parse_pod_name(s: &str) -> Result<String, String> {
@@ -308,6 +311,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     }
     println!("fnbox serve: listening on http://{addr} (Ctrl-C to stop)");
 
+    // The async queue's depth for `/metrics`, sampled off the invoke path; ends with serving.
+    let sampling = tokio_util::sync::CancellationToken::new();
+    let sampler = server.async_store().cloned().map(|store| {
+        let (exporters, stop) = (exporters.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(ASYNC_DEPTH_EVERY);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => {}
+                }
+                match store.counts().await {
+                    Ok(c) => exporters.set_async_depth(c.queued, c.running),
+                    Err(e) => tracing::debug!(error = %e, "async queue depth not sampled"),
+                }
+            }
+        })
+    });
+
     let shutdown = async move {
         let which = tokio::select! {
             _ = sigterm.recv() => "SIGTERM",
@@ -315,10 +337,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
         };
         eprintln!("fnbox serve: {which}: shutting down (in-flight invocations finish or time out)");
     };
-    server
-        .run(listener, shutdown)
-        .await
-        .map_err(MainError::FrontDoor)?;
+    let served = server.run(listener, shutdown).await;
+    sampling.cancel();
+    if let Some(sampler) = sampler {
+        let _ = sampler.await;
+    }
+    served.map_err(MainError::FrontDoor)?;
     // After the engine stopped: the last reports are in; flush the exporters.
     exporters.shutdown(std::time::Duration::from_secs(5)).await;
     eprintln!("fnbox serve: stopped");

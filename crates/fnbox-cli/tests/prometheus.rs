@@ -157,6 +157,11 @@ async fn prometheus_scrapes_fnbox_and_reads_the_counters_back() {
     assert_eq!(n, 5.0, "faas_invoke_duration_seconds_bucket");
     let up = query_until(&prom, "up{job=\"fnbox\"}", 1.0).await;
     assert_eq!(up, 1.0);
+    // The async queue's depth is exported too (sampled by the server; nothing is queued).
+    for state in ["queued", "running"] {
+        let q = format!("fnbox_async_invocations{{state=\"{state}\"}}");
+        assert_eq!(query_until(&prom, &q, 0.0).await, 0.0, "{q}");
+    }
     tokio::task::block_in_place(|| s.stop());
 }
 

@@ -200,6 +200,17 @@ impl Exporters {
         self.prom.render()
     }
 
+    /// The async queue's depth as last sampled (`fnbox_async_invocations{state}`); the server
+    /// samples the store off the invoke path and calls this.
+    pub fn set_async_depth(&self, queued: u64, running: u64) {
+        for (state, n) in [("queued", queued), ("running", running)] {
+            self.prom
+                .async_invocations
+                .get_or_create(&vec![("state".to_string(), state.to_string())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// A renderer for `GET /metrics`.
     pub fn prometheus(self: &Arc<Self>) -> Arc<dyn Fn() -> String + Send + Sync> {
         let me = self.clone();

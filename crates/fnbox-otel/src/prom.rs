@@ -42,6 +42,7 @@ pub struct Prom {
     pub(crate) instances: Family<Labels, Gauge>,
     pub(crate) lost: Counter,
     pub(crate) export_failures: Family<Labels, Counter>,
+    pub(crate) async_invocations: Family<Labels, Gauge>,
 }
 
 impl Prom {
@@ -61,6 +62,7 @@ impl Prom {
             instances: Family::default(),
             lost: Counter::default(),
             export_failures: Family::default(),
+            async_invocations: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +122,11 @@ impl Prom {
             "fnbox_otlp_export_failures",
             "OTLP records given up after a failed export, by signal",
             p.export_failures.clone(),
+        );
+        registry.register(
+            "fnbox_async_invocations",
+            "Asynchronous invocations in the durable queue by state (queued, running), node-wide, sampled every few seconds",
+            p.async_invocations.clone(),
         );
         if let Some(f) = instances {
             registry.register_collector(Box::new(Delivery(f)));
