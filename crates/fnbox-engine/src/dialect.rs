@@ -43,6 +43,18 @@ pub struct ErrorInfo {
     pub message: Option<String>,
 }
 
+impl ErrorInfo {
+    /// From a parsed body's `errorType` and `errorMessage`; an empty one counts as absent (both
+    /// platforms' runtimes send `""` for what they do not know).
+    pub fn new(error_type: String, message: String) -> Self {
+        let given = |s: String| (!s.is_empty()).then_some(s);
+        Self {
+            error_type: given(error_type),
+            message: given(message),
+        }
+    }
+}
+
 /// How to start one extension process.
 #[derive(Clone, Debug)]
 pub struct Command {

@@ -124,6 +124,10 @@ impl Factory for Function {
     }
 
     fn refused(&self) {
+        // No allocation on a refusal nobody observes.
+        if !self.engine.observers.active() {
+            return;
+        }
         self.engine.observers.send(
             &self.package.config.func_name.as_str().into(),
             &"".into(),

@@ -71,11 +71,7 @@ impl Dialect for FunctionGraph {
 
     fn error_info(&self, body: &[u8]) -> ErrorInfo {
         let parsed: fnbox_wire::fg::ErrorBody = serde_json::from_slice(body).unwrap_or_default();
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        ErrorInfo {
-            error_type: non_empty(parsed.error_type),
-            message: non_empty(parsed.error_message),
-        }
+        ErrorInfo::new(parsed.error_type, parsed.error_message)
     }
 
     fn runtime_bridge(&self, api: Arc<InstanceApi>) -> Option<BoxFuture<'static, ()>> {

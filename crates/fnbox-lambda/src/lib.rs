@@ -96,11 +96,7 @@ impl Dialect for Lambda {
     fn error_info(&self, body: &[u8]) -> ErrorInfo {
         let parsed: fnbox_wire::lambda::ErrorBody =
             serde_json::from_slice(body).unwrap_or_default();
-        let non_empty = |s: String| (!s.is_empty()).then_some(s);
-        ErrorInfo {
-            error_type: non_empty(parsed.error_type),
-            message: non_empty(parsed.error_message),
-        }
+        ErrorInfo::new(parsed.error_type, parsed.error_message)
     }
 
     fn instance_router(&self, api: Arc<InstanceApi>) -> axum::Router {
