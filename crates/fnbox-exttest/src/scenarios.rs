@@ -138,7 +138,7 @@ const SLOW_BATCH: Duration = Duration::from_secs(1);
 /// Registration slower than this adds visibly to every cold start.
 const SLOW_REGISTRATION: Duration = Duration::from_secs(1);
 /// How long a scenario waits for the telemetry it expects once its invocations are done.
-const SETTLE: Duration = Duration::from_secs(6);
+const DELIVERY_WAIT: Duration = Duration::from_secs(6);
 
 /// Runs the scenarios and returns the scorecard.
 pub async fn run(opts: Options) -> Result<Scorecard, ExtTestError> {
@@ -473,7 +473,7 @@ impl Harness {
         let instance = self.start(j, &stage).await;
         let subscribed = instance.is_some()
             && self
-                .settle(SETTLE, |s| {
+                .settle(DELIVERY_WAIT, |s| {
                     [kind::INIT_START, kind::INIT_RUNTIME_DONE, kind::INIT_REPORT]
                         .iter()
                         .all(|k| acked(s).any(|r| r.kind == *k))
@@ -541,7 +541,7 @@ impl Harness {
             j.figure("invocations", runs.len());
             j.figure("invocations_ms", ms(began.elapsed()));
             if let Some((last, _)) = runs.last().cloned() {
-                self.settle(SETTLE + delays.batch * 3, |s| {
+                self.settle(DELIVERY_WAIT + delays.batch * 3, |s| {
                     acked(s).any(|r| r.kind == kind::REPORT && r.trace.as_deref() == Some(&last))
                 })
                 .await;
@@ -549,7 +549,7 @@ impl Harness {
                 // by the delay must not be cut by the shutdown and counted against the
                 // extension.
                 self.rec.set_delays(Delays::default());
-                self.settle(SETTLE + delays.batch * 2, |s| {
+                self.settle(DELIVERY_WAIT + delays.batch * 2, |s| {
                     s.exchanges.iter().all(|e| e.done)
                 })
                 .await;
@@ -613,7 +613,7 @@ impl Harness {
                     }
                     if accounted != last.0 {
                         last = (accounted, Instant::now());
-                    } else if last.1.elapsed() > SETTLE {
+                    } else if last.1.elapsed() > DELIVERY_WAIT {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
