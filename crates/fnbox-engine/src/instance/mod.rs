@@ -829,17 +829,11 @@ impl Instance {
                     _ => std::future::pending().await,
                 }
             };
+            // Biased, faults first: an extension that reports an exit error is also "done" with
+            // the invocation (its pending event is released), and both become ready together;
+            // the fault must win, not a coin toss.
             tokio::select! {
-                at = done => next_at = at,
-                status = runtime_exit => {
-                    result = InvokeResult::Fault(exit_fault(None, status, &self.memory, oom_before).await);
-                }
-                _ = tokio::time::sleep_until(deadline) => {
-                    result = InvokeResult::Fault(Fault {
-                        kind: FaultKind::Timeout,
-                        message: format!("invocation timed out after {}s (an extension did not finish with the invocation)", self.timeout.as_secs()),
-                    });
-                }
+                biased;
                 f = self.api.extensions.failed() => {
                     result = InvokeResult::Fault(Fault {
                         kind: FaultKind::ExtensionCrash,
@@ -848,6 +842,16 @@ impl Instance {
                 }
                 (name, status) = any_exit(&extensions) => {
                     result = InvokeResult::Fault(exit_fault(Some(&name), status, &self.memory, oom_before).await);
+                }
+                status = runtime_exit => {
+                    result = InvokeResult::Fault(exit_fault(None, status, &self.memory, oom_before).await);
+                }
+                at = done => next_at = at,
+                _ = tokio::time::sleep_until(deadline) => {
+                    result = InvokeResult::Fault(Fault {
+                        kind: FaultKind::Timeout,
+                        message: format!("invocation timed out after {}s (an extension did not finish with the invocation)", self.timeout.as_secs()),
+                    });
                 }
             }
         }
