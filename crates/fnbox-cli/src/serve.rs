@@ -322,8 +322,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {}
                 }
-                match store.counts().await {
-                    Ok(c) => exporters.set_async_depth(c.queued, c.running),
+                match store.depth_by_function().await {
+                    Ok(d) => exporters.set_async_depth(
+                        &d.into_iter()
+                            .map(|f| (f.function, f.queued, f.running))
+                            .collect::<Vec<_>>(),
+                    ),
                     Err(e) => tracing::debug!(error = %e, "async queue depth not sampled"),
                 }
             }
