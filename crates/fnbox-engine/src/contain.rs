@@ -14,7 +14,8 @@
 //!     `/tmp`, such as the built-in runtimes' cache, are shown read-only at the same place in
 //!     the private `/tmp`);
 //!   - FunctionGraph: `/opt` is a small read-only tmpfs holding the platform's paths: the code
-//!     at `/opt/function/code` (`RUNTIME_CODE_ROOT`, also the working directory) and each
+//!     at `/opt/function/code` (`RUNTIME_CODE_ROOT`; the working directory stays the code
+//!     directory at its host path, the same files) and each
 //!     runtime's interpreter (`/opt/function/runtime/python3.10/rtsp/python/bin/python3`,
 //!     `/opt/function/runtime/nodejs16.17/rtsp/nodejs/bin/node`, ...) as a symlink to the
 //!     machine's interpreter;
@@ -522,19 +523,12 @@ impl Sandbox {
         self.id
     }
 
-    /// Maps a host path under the code root to where processes see it.
-    pub fn inside(&self, host: &Path) -> PathBuf {
-        match host.strip_prefix(&self.code_root.0) {
-            Ok(rel) if self.code_root.0 != self.code_root.1 => self.code_root.1.join(rel),
-            _ => host.to_path_buf(),
-        }
-    }
-
     /// Step 1 in the child (before the cgroup joins): enter the mount namespace and `chdir` to
-    /// `cwd` (a host path, mapped with [`Sandbox::inside`]). Async-signal-safe.
+    /// `cwd` again (`setns` moved it to the namespace's root; the code directory is visible at
+    /// its host path inside, so `/proc/<pid>/cwd` reads the same from outside). Async-signal-safe.
     pub fn enter_hook(&self, cwd: &Path) -> impl Fn() -> io::Result<()> + Send + Sync + 'static {
         let ns = self.view.as_ref().map(View::raw_fd);
-        let dir = CString::new(self.inside(cwd).as_os_str().as_bytes()).ok();
+        let dir = CString::new(cwd.as_os_str().as_bytes()).ok();
         move || {
             if let (Some(fd), Some(dir)) = (ns, &dir) {
                 // SAFETY: setns(2) takes no pointers; `fd` is the namespace descriptor the
