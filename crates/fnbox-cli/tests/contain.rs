@@ -96,9 +96,8 @@ fn a_contained_functiongraph_function_has_the_platforms_limits() {
         stderr.contains("containment: on (uid/gid 1003 FunctionGraph, 993 Lambda"),
         "{stderr}"
     );
-    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap_or_else(|e| {
-        panic!("{e}: {} / {stderr}", text(&out.stdout))
-    });
+    let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {} / {stderr}", text(&out.stdout)));
     let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
     assert_eq!(s("uid"), "1003", "{v}");
     assert_eq!(s("gid"), "1003", "{v}");
@@ -208,8 +207,7 @@ http.server.HTTPServer(("127.0.0.1", 8000), H).serve_forever()
     let v: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
     let body: serde_json::Value = serde_json::from_str(v["body"].as_str().unwrap()).unwrap();
     assert_eq!(
-        body["exe"],
-        "/opt/function/runtime/python3.10/rtsp/python/bin/python3",
+        body["exe"], "/opt/function/runtime/python3.10/rtsp/python/bin/python3",
         "{body}"
     );
     assert_eq!(body["file"], "/opt/function/code/index.py", "{body}");
@@ -225,13 +223,12 @@ fn a_sigkilled_server_leaves_nothing_and_the_next_start_sweeps() {
     let src = FixturePackage::bash(
         "func_name: busy\ntimeout: 60\n",
         r#"sleep 300 &
-echo "grandchild-pid $!"
-while next; do echo "runtime-pid $$"; sleep 30; respond "$REQUEST_ID" '"late"'; done"#,
+while next; do sleep 30; respond "$REQUEST_ID" '"late"'; done"#,
     );
     src.write_exec(
         "extension/extensionIdle.sh",
         &format!(
-            "{}\necho \"extension-pid $$\"\nregister extensionIdle.sh 127.0.0.1:8081\nwhile :; do sleep 0.2; done\n",
+            "{}\nregister extensionIdle.sh 127.0.0.1:8081\nwhile :; do sleep 0.2; done\n",
             fnbox_testkit::BASH_HTTP
         ),
     );
@@ -269,35 +266,72 @@ while next; do echo "runtime-pid $$"; sleep 30; respond "$REQUEST_ID" '"late"'; 
             .stderr(Stdio::null())
             .status();
     });
-    // bash runtime + its sleep 30 + the grandchild sleep 300 + the extension (+ its sleeps).
-    let end = Instant::now() + Duration::from_secs(30);
-    while processes_in(&extracted).len() < 4 {
-        assert!(Instant::now() < end, "the invocation never reached the runtime");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let before = processes_in(&extracted);
-    s.signal(Signal::SIGKILL);
-    let (_, stderr) = s.wait(Duration::from_secs(10));
-    std::thread::sleep(Duration::from_secs(1));
-    let pid_of = |what: &str| -> i32 {
-        stderr
-            .lines()
-            .find_map(|l| l.split(&format!("{what}-pid ")).nth(1))
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {what} pid in: {stderr}"))
+    // The runtime is busy once its `sleep 30` runs; find each process by what it runs.
+    let cmdline = |pid: i32| -> String {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
     };
-    for what in ["runtime", "extension", "grandchild"] {
-        let pid = pid_of(what);
-        assert!(before.contains(&pid), "{what} {pid} was running: {before:?}");
+    let ppid = |pid: i32| -> i32 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(')')
+                    .and_then(|(_, r)| r.split_whitespace().nth(1).map(str::to_string))
+            })
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    };
+    let end = Instant::now() + Duration::from_secs(30);
+    let (runtime, extension, grandchild) = loop {
+        let procs = processes_in(&extracted);
+        let find = |want: &str| {
+            procs
+                .iter()
+                .copied()
+                .find(|p| cmdline(*p).trim_end() == want)
+        };
+        let ext = procs
+            .iter()
+            .copied()
+            .find(|p| cmdline(*p).contains("extensionIdle.sh"));
+        if let (Some(busy), Some(grandchild), Some(ext)) =
+            (find("sleep 30"), find("sleep 300"), ext)
+        {
+            break (ppid(busy), ext, grandchild);
+        }
+        assert!(
+            Instant::now() < end,
+            "the invocation never reached the runtime: {procs:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for pid in [runtime, extension, grandchild] {
+        assert!(process_alive(pid), "{pid} runs");
+    }
+    s.signal(Signal::SIGKILL);
+    let _ = s.wait(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    for (what, pid) in [
+        ("runtime", runtime),
+        ("extension", extension),
+        ("grandchild", grandchild),
+    ] {
         assert!(!process_alive(pid), "{what} {pid} outlived fnbox");
     }
     assert_eq!(processes_in(&extracted), Vec::<i32>::new());
     caller.join().unwrap();
-    assert!(extracted.exists(), "a killed fnbox cannot remove its extraction");
+    assert!(
+        extracted.exists(),
+        "a killed fnbox cannot remove its extraction"
+    );
 
     // The next start removes what the killed one left.
     let s = Serve::start(FNBOX, &[zip.to_str().unwrap(), "--data-dir", &data_s]);
-    assert!(!runs[0].exists(), "the dead run's extraction directory is gone");
+    assert!(
+        !runs[0].exists(),
+        "the dead run's extraction directory is gone"
+    );
     let groups: Vec<PathBuf> = ["memory", "pids"]
         .iter()
         .filter_map(|c| std::fs::read_dir(format!("/sys/fs/cgroup/{c}/fnbox")).ok())
@@ -305,15 +339,19 @@ while next; do echo "runtime-pid $$"; sleep 30; respond "$REQUEST_ID" '"late"'; 
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{}-", s_child_pid(&runs[0]))))
+                .is_some_and(|n| n.starts_with(&format!("{}-", run_pid(&runs[0]))))
         })
         .collect();
-    assert_eq!(groups, Vec::<PathBuf>::new(), "the dead run's groups are gone");
+    assert_eq!(
+        groups,
+        Vec::<PathBuf>::new(),
+        "the dead run's groups are gone"
+    );
     s.stop();
 }
 
 /// The pid part of a run directory name (`<pid>-<start>`).
-fn s_child_pid(run: &Path) -> String {
+fn run_pid(run: &Path) -> String {
     let name = run.file_name().unwrap().to_string_lossy().into_owned();
     name.split('-').next().unwrap().to_string()
 }

@@ -461,6 +461,13 @@ impl Sandbox {
         host_path: &str,
         memory: &MemoryGroup,
     ) -> io::Result<Sandbox> {
+        let opted_out;
+        let containment = if package.config.containment {
+            containment
+        } else {
+            opted_out = Containment::off("containment: off in function.yaml");
+            &opted_out
+        };
         let root = package.root.clone();
         let mut sandbox = Sandbox {
             view: None,
@@ -664,7 +671,9 @@ pub(crate) async fn for_instance(
     memory: &MemoryGroup,
 ) -> io::Result<Option<Arc<Sandbox>>> {
     let engine = &function.engine.config;
-    if matches!(engine.containment.mode, Mode::Off(_)) && function.package.opt_dir.is_none() {
+    let off =
+        matches!(engine.containment.mode, Mode::Off(_)) || !function.package.config.containment;
+    if off && function.package.opt_dir.is_none() {
         return Ok(None);
     }
     // The runtime's program and scripts outside the code directory (interpreters in /usr,
@@ -676,7 +685,10 @@ pub(crate) async fn for_instance(
         .filter(|p| p.is_absolute() && p.exists())
         .map(Path::to_path_buf)
         .collect();
-    let host_path = engine.host_path.as_deref().unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    let host_path = engine
+        .host_path
+        .as_deref()
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
     Sandbox::create(
         &engine.containment,
         &function.package,
@@ -705,9 +717,8 @@ pub(crate) fn adjust_env(sandbox: Option<&Sandbox>, env: &mut [(String, String)]
 pub fn reachable_path(path: &str) -> String {
     use std::os::unix::fs::MetadataExt;
     let searchable = |d: &Path| {
-        d.ancestors().all(|a| {
-            std::fs::metadata(a).is_ok_and(|m| m.is_dir() && m.mode() & 0o001 != 0)
-        })
+        d.ancestors()
+            .all(|a| std::fs::metadata(a).is_ok_and(|m| m.is_dir() && m.mode() & 0o001 != 0))
     };
     path.split(':')
         .filter(|d| !d.is_empty() && searchable(Path::new(d)))

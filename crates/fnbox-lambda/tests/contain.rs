@@ -36,7 +36,9 @@ done
 
 fn require_root_and_curl() {
     assert!(
-        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))),
+        std::fs::read_to_string("/proc/self/status").is_ok_and(|s| s
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))),
         "these tests need root (uid changes, mount namespaces): run them as root, as CI does"
     );
     let curl = std::process::Command::new("curl")
@@ -67,8 +69,9 @@ async fn answer(network: NetworkMode) -> Value {
     let (containment, line) = Containment::detect(None, &memory);
     assert!(line.starts_with("containment: on"), "{line}");
     let mut config = EngineConfig::new(memory);
-    config.host_path =
-        std::env::var("PATH").ok().map(|p| fnbox_engine::contain::reachable_path(&p));
+    config.host_path = std::env::var("PATH")
+        .ok()
+        .map(|p| fnbox_engine::contain::reachable_path(&p));
     config.containment = containment;
     config.network = network;
     let f = Function::new(

@@ -94,10 +94,7 @@ impl PidsController {
                     return Ok(None);
                 };
                 cgroup::write(&dir.join("pids.max"), &max.to_string())?;
-                Ok(Some(PidsGroup {
-                    own: None,
-                    max,
-                }))
+                Ok(Some(PidsGroup { own: None, max }))
             }
             PidsSetup::V1(setup) => {
                 crate::parse::check_group_name(name).map_err(|why| LimitError::InvalidName {
@@ -115,13 +112,12 @@ impl PidsController {
                     return Err(e);
                 }
                 let procs = dir.join("cgroup.procs");
-                let procs = CString::new(procs.as_os_str().as_bytes()).map_err(|_| {
-                    LimitError::Io {
+                let procs =
+                    CString::new(procs.as_os_str().as_bytes()).map_err(|_| LimitError::Io {
                         action: "using",
                         path: procs.clone(),
                         source: io::Error::from(io::ErrorKind::InvalidInput),
-                    }
-                })?;
+                    })?;
                 Ok(Some(PidsGroup {
                     own: Some((dir, procs)),
                     max,
@@ -225,7 +221,10 @@ pub fn sweep_run_dirs(parent: &Path) -> usize {
         }
         match std::fs::remove_dir_all(entry.path()) {
             Ok(()) => {
-                tracing::info!("removed {} (left by an fnbox that died)", entry.path().display());
+                tracing::info!(
+                    "removed {} (left by an fnbox that died)",
+                    entry.path().display()
+                );
                 removed += 1;
             }
             Err(e) => tracing::warn!("removing stale {}: {e}", entry.path().display()),
@@ -267,10 +266,7 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts the watchdog for `memory`'s and `pids`' run directories. `Ok(None)` when there is
     /// nothing to watch (no cgroups).
-    pub fn start(
-        memory: &MemoryController,
-        pids: &PidsController,
-    ) -> io::Result<Option<Watchdog>> {
+    pub fn start(memory: &MemoryController, pids: &PidsController) -> io::Result<Option<Watchdog>> {
         let dirs: Vec<PathBuf> = memory
             .inner
             .cgroup

@@ -44,6 +44,7 @@ pub const FIELDS: &[&str] = &[
     "network",
     "async_invoke_config",
     "ephemeral_storage",
+    "containment",
 ];
 
 /// `ephemeral_storage` bounds in MB: the size of the instance's private `/tmp` (both platforms
@@ -98,6 +99,9 @@ pub struct FunctionConfig {
     /// Size of the instance's private `/tmp` in MB ([`EPHEMERAL_STORAGE_MB`]; 512 by default).
     /// Applied where fnbox contains instances (see the engine's `contain` module).
     pub ephemeral_storage: u32,
+    /// `containment: off` opts this function out of containment (its processes run as fnbox's
+    /// user in the host's mount namespace); `on` (the default) follows fnbox's mode.
+    pub containment: bool,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -206,6 +210,7 @@ impl FunctionConfig {
             network: Network::Isolated,
             async_invoke_config: None,
             ephemeral_storage: EPHEMERAL_STORAGE_MB.0,
+            containment: true,
         }
     }
 
@@ -563,7 +568,19 @@ impl Fields<'_> {
             )?
             .unwrap_or(defaults.ephemeral_storage);
 
+        let containment = match self.string("containment")? {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(self.error(
+                    "containment",
+                    format!("'{other}' is not allowed; allowed values: on, off"),
+                ))
+            }
+        };
+
         Ok(FunctionConfig {
+            containment,
             ephemeral_storage,
             network,
             async_invoke_config,
