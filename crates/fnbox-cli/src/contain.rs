@@ -8,9 +8,19 @@ use std::path::Path;
 use fnbox_engine::contain::{Containment, OPT_OUT};
 use fnbox_limits::{MemoryController, Watchdog};
 
+/// This run's extraction directory, removed (when empty: every package's own directory is
+/// removed with the package) when dropped. Declare it before the packages so it drops last.
+pub(crate) struct Extraction(std::path::PathBuf);
+
+impl Drop for Extraction {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
 /// Extraction goes to `<data dir>/packages/<pid>-<start>/`; directories of earlier runs that
 /// are no longer alive are removed first. Call before any package is loaded.
-pub(crate) fn prepare_extraction(data_dir: &Path) {
+pub(crate) fn prepare_extraction(data_dir: &Path) -> Extraction {
     let parent = data_dir.join("packages");
     let removed = fnbox_limits::sweep_run_dirs(&parent);
     if removed > 0 {
@@ -20,7 +30,9 @@ pub(crate) fn prepare_extraction(data_dir: &Path) {
             parent.display()
         );
     }
-    fnbox_package::set_extraction_dir(parent.join(fnbox_limits::run_dir_name()));
+    let dir = parent.join(fnbox_limits::run_dir_name());
+    fnbox_package::set_extraction_dir(dir.clone());
+    Extraction(dir)
 }
 
 /// `Some("FNBOX_CONTAINMENT=off")` when the environment opts out of containment.

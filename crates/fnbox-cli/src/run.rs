@@ -12,7 +12,7 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// invocation does not stop the loop; an init failure or an engine error does. Every error is
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
-    crate::contain::prepare_extraction(&args.data_dir);
+    let _extraction = crate::contain::prepare_extraction(&args.data_dir);
     let package = Arc::new(fnbox_package::load(&args.package)?);
     for note in &package.notes {
         eprintln!("note: {note}");

@@ -195,7 +195,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(MainError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(MainError::Signals)?;
     let settings = settings(&args)?;
-    crate::contain::prepare_extraction(&args.data_dir);
+    let _extraction = crate::contain::prepare_extraction(&args.data_dir);
     let memory = memory_controller(args.memory_mode)?;
     // What a killed fnbox left (may wait up to 2 s per group for processes to leave): off the
     // async workers.

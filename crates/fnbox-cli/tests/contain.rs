@@ -132,6 +132,34 @@ fn a_contained_functiongraph_function_has_the_platforms_limits() {
     assert!(!pkg.path().join("new").exists());
 }
 
+/// A package under a directory others cannot search (like a checkout in /root) still runs: the
+/// instance sees a small tmpfs there holding only the way to its code.
+#[test]
+fn a_package_under_a_closed_directory_runs() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let closed = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::set_permissions(closed.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let pkg = closed.path().join("hello");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::set_permissions(&pkg, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(pkg.join("function.yaml"), "func_name: closed\n").unwrap();
+    let bootstrap = pkg.join("bootstrap");
+    std::fs::write(
+        &bootstrap,
+        format!(
+            "{}\nwhile next; do respond \"$REQUEST_ID\" \"\\\"$(id -u) $(ls {})\\\"\"; done\n",
+            fnbox_testkit::BASH_HTTP,
+            closed.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&bootstrap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = run(&pkg, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "\"1003 hello\"");
+}
+
 /// `ephemeral_storage` sizes the private /tmp, in the platforms' range.
 #[test]
 fn ephemeral_storage_sizes_tmp_and_is_validated() {

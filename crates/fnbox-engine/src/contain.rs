@@ -12,7 +12,8 @@
 //!     the namespace;
 //!   - the code directory is read-only, at its host path (directories of fnbox's own under
 //!     `/tmp`, such as the built-in runtimes' cache, are shown read-only at the same place in
-//!     the private `/tmp`);
+//!     the private `/tmp`; a directory on the way that others cannot search, such as `/root`,
+//!     is covered by a small tmpfs holding only the way to what the instance needs);
 //!   - FunctionGraph: `/opt` is a small read-only tmpfs holding the platform's paths: the code
 //!     at `/opt/function/code` (`RUNTIME_CODE_ROOT`; the working directory stays the code
 //!     directory at its host path, the same files) and each
@@ -351,10 +352,35 @@ fn build(spec: &ViewSpec) -> io::Result<()> {
     )
     .map_err(|e| with_path(e, "mounting a tmpfs on", Path::new("/tmp")))?;
 
+    // A directory on the way to a kept path that others cannot search (say, /root) is
+    // covered by a small tmpfs in which only the way to the kept paths exists: the function
+    // reaches what it needs and sees nothing else there.
+    let mut covers: Vec<PathBuf> = vec![PathBuf::from("/tmp")];
+    for (path, _, _) in &keep {
+        if covers.iter().any(|c| path.starts_with(c)) {
+            continue;
+        }
+        if let Some(closed) = first_closed_ancestor(path) {
+            covers.retain(|c| !c.starts_with(&closed));
+            covers.push(closed);
+        }
+    }
+    for cover in covers.iter().filter(|c| c.as_path() != Path::new("/tmp")) {
+        mount(
+            Some("tmpfs"),
+            cover,
+            Some("tmpfs"),
+            nosuid,
+            Some("size=1m,mode=0755"),
+        )
+        .map_err(|e| with_path(e, "mounting a tmpfs on", cover))?;
+    }
+
     for (path, fd, is_dir) in &keep {
-        if path.starts_with("/tmp") {
-            // Covered by the private /tmp: recreate the way there (root-owned, read-only
-            // for the function) and show the original at the same place.
+        if covers.iter().any(|c| path.starts_with(c)) {
+            // Covered (the private /tmp, or a tmpfs over a closed directory): recreate the way
+            // there (root-owned, read-only for the function) and show the original at the
+            // same place.
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent)?;
             }
@@ -408,6 +434,18 @@ fn build(spec: &ViewSpec) -> io::Result<()> {
         bind_ro(code_fd, code)?;
     }
     Ok(())
+}
+
+/// The outermost proper ancestor of `path` that others cannot search (mode without o+x).
+fn first_closed_ancestor(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let mut ancestors: Vec<&Path> = path.ancestors().skip(1).collect();
+    ancestors.reverse();
+    ancestors
+        .into_iter()
+        .filter(|a| a.parent().is_some())
+        .find(|a| std::fs::metadata(a).is_ok_and(|m| m.mode() & 0o001 == 0))
+        .map(Path::to_path_buf)
 }
 
 /// Bind-mounts what `fd` refers to onto `target`, read-only.
@@ -626,8 +664,8 @@ fn last_cap() -> i32 {
         .unwrap_or(63)
 }
 
-/// The unprivileged uid must be able to reach the code directory: every parent outside `/tmp`
-/// (which the view recreates) searchable, the directory itself readable and searchable.
+/// The unprivileged uid must be able to read the code directory itself (the view makes the way
+/// to it, see `first_closed_ancestor`).
 fn check_reachable(root: &Path, id: u32) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let allowed = |m: &std::fs::Metadata, bits: u32| {
@@ -647,20 +685,6 @@ fn check_reachable(root: &Path, id: u32) -> io::Result<()> {
             root.display(),
             meta.mode() & 0o7777
         )));
-    }
-    for dir in root.ancestors().skip(1) {
-        if dir.starts_with("/tmp") {
-            continue;
-        }
-        let meta = std::fs::metadata(dir)?;
-        if !allowed(&meta, 0o1) {
-            return Err(io::Error::other(format!(
-                "the code directory {} cannot be reached by the function's uid {id}: {} (mode {:o}) is not searchable; chmod o+x it, move the package, or set {OPT_OUT}",
-                root.display(),
-                dir.display(),
-                meta.mode() & 0o7777
-            )));
-        }
     }
     Ok(())
 }
