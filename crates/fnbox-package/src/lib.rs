@@ -30,10 +30,29 @@ use std::path::{Path, PathBuf};
 pub use archive::{MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES};
 pub use config::{
     parse_config, AsyncDestination, AsyncInvokeConfig, Dialect, FunctionConfig, Network, Runtime,
-    FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
+    EPHEMERAL_STORAGE_MB, FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
 };
 pub use error::PackageError;
 pub use layout::MAX_EXTENSIONS;
+
+/// Where [`load`] extracts zip packages: set once by the CLI to a directory of its data dir
+/// (`<data dir>/packages/<pid>-<start>`), so a later start can find and remove what a killed
+/// fnbox left; `$TMPDIR` until set.
+static EXTRACTION_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the directory zip packages are extracted under (once per process; later calls are
+/// ignored and return `false`).
+pub fn set_extraction_dir(dir: PathBuf) -> bool {
+    EXTRACTION_DIR.set(dir).is_ok()
+}
+
+/// The directory zip packages are extracted under.
+pub fn extraction_dir() -> PathBuf {
+    EXTRACTION_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(std::env::temp_dir)
+}
 
 /// Config file names, in the order they are looked for.
 pub const CONFIG_FILES: &[&str] = &["function.yaml", "function.yml", "function.json"];
@@ -61,6 +80,9 @@ pub struct Package {
     /// Things a user should be told although the package is valid (e.g. that there is no
     /// config file and every setting is its default); the CLI prints them as `note:` lines.
     pub notes: Vec<String>,
+    /// The directory presented at /opt inside the instance: the package's layers merged in
+    /// order; None without layers.
+    pub opt_dir: Option<PathBuf>,
     /// Keeps a zip's extraction directory alive as long as the package.
     _extracted: Option<tempfile::TempDir>,
 }
@@ -180,6 +202,7 @@ fn load_root(
         config,
         extensions,
         notes,
+        opt_dir: None,
         _extracted: extracted,
     })
 }
