@@ -45,12 +45,16 @@ pub struct EngineConfig {
     /// telemetry batches) really go, given the address the extension registered. `None` (the
     /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
     pub listener_redirect: Option<fnbox_telemetry::Redirect>,
+    /// How idle instances of dialects that freeze (Lambda) are frozen; detected from `memory`
+    /// by [`EngineConfig::new`].
+    pub freeze: Arc<fnbox_limits::FreezeController>,
 }
 
 impl EngineConfig {
     /// Defaults with the given memory controller.
     pub fn new(memory: MemoryController) -> Self {
         Self {
+            freeze: Arc::new(fnbox_limits::FreezeController::detect(&memory)),
             memory,
             echo: None,
             host_path: None,

@@ -19,6 +19,8 @@
 //! - `lib.rs`: public API ([`MemoryController`], [`MemoryGroup`], [`MemoryMode`], [`LimitError`]).
 //! - `cgroup.rs`: v2/v1 detection and preparation, per-instance cgroups, stale clean-up.
 //! - `rss.rs`: the RSS-sampling enforcement.
+//! - `freezer.rs`: freezing an instance between invocations ([`FreezeController`], [`Freezer`]:
+//!   cgroup v2 `cgroup.freeze`, the cgroup v1 `freezer` controller, or SIGSTOP/SIGCONT).
 //! - `sampler.rs`: the shared background sampler thread and the `/proc` scan.
 //! - `parse.rs`: pure parsers for `/proc/self/cgroup`, mountinfo, `/proc/<pid>/stat` and
 //!   keyed cgroup files.
@@ -57,6 +59,7 @@
 //!   zeros or [`LimitError`].
 
 mod cgroup;
+mod freezer;
 mod parse;
 mod rss;
 mod sampler;
@@ -66,6 +69,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub use freezer::{FreezeController, FreezeMode, Freezer};
 
 use cgroup::{CgroupGroup, CgroupSetup};
 use rss::RssState;

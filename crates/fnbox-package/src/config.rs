@@ -43,6 +43,7 @@ pub const FIELDS: &[&str] = &[
     "dialect",
     "network",
     "async_invoke_config",
+    "freeze",
 ];
 
 /// Most characters `user_data` names and values may hold together.
@@ -90,6 +91,9 @@ pub struct FunctionConfig {
     pub network: Network,
     /// Asynchronous invocation settings (`async_invoke_config`), FunctionGraph's names.
     pub async_invoke_config: Option<AsyncInvokeConfig>,
+    /// Whether an idle instance is frozen between invocations (`freeze:`; Lambda only, on by
+    /// default there).
+    pub freeze: bool,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -197,6 +201,7 @@ impl FunctionConfig {
             dialect: Dialect::FunctionGraph,
             network: Network::Isolated,
             async_invoke_config: None,
+            freeze: false,
         }
     }
 
@@ -545,8 +550,10 @@ impl Fields<'_> {
         };
 
         let async_invoke_config = self.async_invoke_config()?;
+        let freeze = self.freeze(dialect)?;
 
         Ok(FunctionConfig {
+            freeze,
             network,
             async_invoke_config,
             func_name,
@@ -572,6 +579,29 @@ impl Fields<'_> {
             file: self.file.to_owned(),
             field: field.to_owned(),
             message: message.into(),
+        }
+    }
+
+    /// `freeze:` a boolean; Lambda packages are frozen unless `freeze: false`, FunctionGraph
+    /// packages never (FunctionGraph documents no freeze).
+    fn freeze(&self, dialect: Dialect) -> Result<bool, PackageError> {
+        let value = match self.values.get("freeze") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                return Err(self.error(
+                    "freeze",
+                    format!("expected true or false, found {}", describe(other)),
+                ))
+            }
+        };
+        match (dialect, value) {
+            (Dialect::Lambda, v) => Ok(v.unwrap_or(true)),
+            (Dialect::FunctionGraph, Some(true)) => Err(self.error(
+                "freeze",
+                "only Lambda packages (dialect: lambda) are frozen between invocations",
+            )),
+            (Dialect::FunctionGraph, _) => Ok(false),
         }
     }
 
