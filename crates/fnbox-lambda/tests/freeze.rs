@@ -102,7 +102,10 @@ async fn probes(freeze_yaml: &str, controller: Option<FreezeController>) -> Vec<
     inst.shutdown().await;
     let lines = lines.lock().unwrap().clone();
     assert_eq!(lines.len(), 2, "one probe per invocation: {lines:?}");
-    eprintln!("probes (freeze {}): {lines:?}", if freezes { "on" } else { "off" });
+    eprintln!(
+        "probes (freeze {}): {lines:?}",
+        if freezes { "on" } else { "off" }
+    );
     lines
         .iter()
         .map(|l| {

@@ -87,8 +87,9 @@ pub(super) async fn rows(
     let (on50, on99) = p50_p99(&all_on);
     let (off50, off99) = p50_p99(&all_off);
     // The mode `fnbox serve` printed: detected the same way on the same machine.
-    let mode = fnbox_limits::FreezeController::detect(&fnbox_limits::MemoryController::detect())
-        .describe();
+    let controller =
+        fnbox_limits::FreezeController::detect(&fnbox_limits::MemoryController::detect());
+    let (mode, mode_line) = (controller.mode(), controller.describe());
     Ok(vec![Row {
         scenario: format!(
             "Lambda echo, freeze on: warm p50 ÷ freeze off (interleaved A/B; {mode})"
@@ -100,7 +101,7 @@ pub(super) async fn rows(
         met: None,
         data: json!({"p50_ms": on50, "p99_ms": on99, "off_p50_ms": off50, "off_p99_ms": off99,
                      "ratio_median": median, "ratio_min": lo, "ratio_max": hi,
-                     "rounds": ROUNDS, "per_block": per_block, "mode": mode}),
+                     "rounds": ROUNDS, "per_block": per_block, "mode": mode_line}),
     }])
 }
 
