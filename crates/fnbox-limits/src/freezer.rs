@@ -168,20 +168,36 @@ fn pin(run: &Path) -> Option<PathBuf> {
     }
 }
 
-/// `<freezer mount>/fnbox/<run>`, after thawing and removing the groups of dead runs.
-fn setup_v1() -> Result<OwnerLease, LimitError> {
+/// `<freezer mount>/fnbox`, if there is a cgroup v1 freezer hierarchy.
+fn v1_base() -> Result<PathBuf, LimitError> {
     let mounts = cgroup::mounts()?;
     let mount = mounts
         .iter()
         .find(|m| m.fstype == "cgroup" && m.has_super_opt("freezer"))
         .ok_or_else(|| LimitError::Unsupported("no cgroup v1 freezer hierarchy mounted".into()))?;
-    let base = mount.mount_point.join(BASE_NAME);
-    cgroup::mkdir(&base)?;
+    Ok(mount.mount_point.join(BASE_NAME))
+}
+
+/// Thaws (and removes, once empty) the v1 freezer groups of dead fnbox runs: a frozen task
+/// does not die of SIGKILL, so [`MemoryController::cleanup_stale`] calls this before it kills
+/// a dead run's processes. Nothing to do without a v1 freezer hierarchy.
+pub(crate) fn thaw_stale_runs() {
+    let Ok(base) = v1_base() else { return };
+    if !base.is_dir() {
+        return;
+    }
     cgroup::remove_stale_runs(&base, |group| {
-        // A frozen task cannot die: thaw what a dead run left frozen, then it can go.
         let _ = cgroup::write(&group.join("freezer.state"), "THAWED");
+        // Fails while its (thawed, dying) processes are still in it: the next start retries.
         let _ = fs::remove_dir(group);
     });
+}
+
+/// `<freezer mount>/fnbox/<run>`, after thawing and removing the groups of dead runs.
+fn setup_v1() -> Result<OwnerLease, LimitError> {
+    let base = v1_base()?;
+    cgroup::mkdir(&base)?;
+    thaw_stale_runs();
     let lease = OwnerLease::acquire(&base, Version::V1)?;
     // Probe that control files are writable.
     cgroup::write(&lease.dir().join("freezer.state"), "THAWED")?;

@@ -273,6 +273,8 @@ impl MemoryController {
     /// they have left (at most 2 s per group). Meant for start-up, before anything is served;
     /// from async code call it in `tokio::task::spawn_blocking`.
     pub fn cleanup_stale(&self) -> usize {
+        // A dead run's processes left frozen (Lambda's freeze) cannot die until thawed.
+        freezer::thaw_stale_runs();
         self.inner
             .cgroup
             .as_ref()
