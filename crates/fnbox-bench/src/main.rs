@@ -48,6 +48,8 @@ enum Helper {
     Listener(helpers::ListenerArgs),
     /// A FunctionGraph custom runtime printing N `[Function]` lines per `{"lines": N}` event.
     EmitRuntime,
+    /// A Lambda runtime answering every event with itself (the freeze rows).
+    LambdaEcho,
     /// Prints N `[Function]` lines to stdout (the line-read baseline).
     Emit {
         /// How many lines.
@@ -57,7 +59,7 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 8] = [
+const GROUPS: [&str; 9] = [
     "warm",
     "throughput",
     "cold",
@@ -65,6 +67,7 @@ const GROUPS: [&str; 8] = [
     "hot",
     "ui",
     "otlp",
+    "freeze",
     "memory",
 ];
 
@@ -123,6 +126,7 @@ fn main() -> anyhow::Result<()> {
         Some(Helper::Listener(args)) => helpers::listener(args),
         Some(Helper::EmitRuntime) => helpers::emit_runtime(),
         Some(Helper::Emit { lines }) => helpers::emit(lines),
+        Some(Helper::LambdaEcho) => scenarios::freeze::lambda_echo(),
         None => scenarios::run(cli.options),
     }
 }

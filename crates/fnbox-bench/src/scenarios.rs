@@ -22,6 +22,8 @@ use crate::helpers::workspace_root;
 use crate::stats::p50_p99;
 use crate::Options;
 
+pub(crate) mod freeze;
+
 type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// How much of everything a run does.
@@ -377,6 +379,11 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
                 }),
             });
         }
+    }
+
+    // 8b. Lambda's freeze on the warm path (scenarios/freeze.rs).
+    if o.runs("freeze") {
+        rows.extend(freeze::rows(bins, tmp, c, &client).await?);
     }
 
     // 9. Memory of the fnbox process.

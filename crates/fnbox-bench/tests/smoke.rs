@@ -59,6 +59,7 @@ fn smoke_run_prints_every_row() {
         "| hot path, one page connected (/api/events)",
         "| hot path, OTLP to a dead endpoint",
         "| hot path, OTLP to a live receiver",
+        "| Lambda echo, freeze on: warm p50 ÷ freeze off (interleaved A/B",
         "| memory: fnbox RSS idle",
         "| memory: fnbox RSS with ",
     ] {
@@ -67,5 +68,5 @@ fn smoke_run_prints_every_row() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(15), "{json}");
 }

@@ -51,6 +51,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     config.containment = containment;
     config.host_path = crate::contain::host_path(&config.containment);
     config.echo = Some(crate::echo::stderr_echo(false));
+    if let Some(line) = freeze_line(&package, &config) {
+        eprintln!("{line}");
+    }
     let (otel_echo, otel_lines) = fnbox_otel::output_channel();
     if otlp.is_some() {
         config.echo = config.echo.map(|e| crate::otel::both(e, otel_echo));
@@ -165,6 +168,18 @@ fn show_answer(answer: &Answer) -> Result<(), crate::InvocationFailure> {
 pub(crate) fn network_forced_host() -> Option<String> {
     match std::env::var("FNBOX_NETWORK") {
         Ok(v) if v.eq_ignore_ascii_case("host") => Some(format!("FNBOX_NETWORK={v}")),
+        _ => None,
+    }
+}
+
+/// The start-up line saying how idle Lambda instances are frozen (nothing for packages that
+/// are never frozen, i.e. FunctionGraph's).
+fn freeze_line(package: &fnbox_package::Package, config: &EngineConfig) -> Option<String> {
+    match (package.config.dialect, package.config.freeze) {
+        (fnbox_package::Dialect::Lambda, true) => Some(config.freeze.describe()),
+        (fnbox_package::Dialect::Lambda, false) => {
+            Some("freeze (Lambda): off (freeze: false in function.yaml)".to_string())
+        }
         _ => None,
     }
 }

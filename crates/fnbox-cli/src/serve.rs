@@ -212,6 +212,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let (otel_echo, otel_lines) = fnbox_otel::output_channel();
     config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
     config.pod_name = args.pod_name.clone();
+    let freeze_line = config.freeze.describe();
     let engine = Engine::new(config);
     // Until the server owns the engine, a failure shuts the engine down before it is returned.
     let started = async {
@@ -253,6 +254,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let _ = writeln!(out, "{memory_line}");
     let _ = writeln!(out, "{network_line}");
     let _ = writeln!(out, "{containment_line}");
+    let _ = writeln!(out, "{freeze_line}");
     let _ = writeln!(
         out,
         "async invocations: {} ({} queued, {} succeeded, {} failed; {} interrupted by the last stop put back in the queue)",

@@ -109,6 +109,17 @@ pub trait Dialect: Send + Sync + 'static {
         false
     }
 
+    /// The order of an instance's shutdown ([`ShutdownOrder`]).
+    fn shutdown_order(&self) -> ShutdownOrder {
+        ShutdownOrder::ExtensionsNotifiedFirst
+    }
+
+    /// Whether an idle instance of a package that allows it (`freeze:`) is frozen between
+    /// invocations (Lambda), see `instance::freeze`.
+    fn freezes_when_idle(&self) -> bool {
+        false
+    }
+
     /// Tells the instance's extensions that an invocation started, at the same moment as the
     /// runtime gets it. The future completes when every extension is done with it (FunctionGraph:
     /// answered its push; Lambda: asked for its next event); `None` when no extension listens.
@@ -131,4 +142,16 @@ pub trait Dialect: Send + Sync + 'static {
     /// The router of one instance's API server (runtime, extension and telemetry APIs; the
     /// telemetry route brings the dialect's encoder to the bus).
     fn instance_router(&self, api: Arc<InstanceApi>) -> axum::Router;
+}
+
+/// How an instance shuts down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShutdownOrder {
+    /// CONTRACT §3: pull extensions get SHUTDOWN, then every process SIGTERM and SIGKILL after
+    /// the grace; the remaining telemetry is flushed within it (FunctionGraph).
+    ExtensionsNotifiedFirst,
+    /// Lambda's documented order (lambda-facts §2.2 item 9): the runtime gets SIGTERM (SIGKILL
+    /// after its share of the budget), the final telemetry is delivered, then SHUTDOWN goes to
+    /// each external extension, within 2 s / 500 ms / 0 ms by the extensions registered.
+    RuntimeFirst,
 }

@@ -48,12 +48,16 @@ pub struct EngineConfig {
     /// What instances' processes may do ([`crate::contain`]). [`EngineConfig::new`] contains
     /// nothing; the CLI sets [`crate::contain::Containment::detect`]'s answer.
     pub containment: crate::contain::Containment,
+    /// How idle instances of dialects that freeze (Lambda) are frozen; detected from `memory`
+    /// by [`EngineConfig::new`].
+    pub freeze: Arc<fnbox_limits::FreezeController>,
 }
 
 impl EngineConfig {
     /// Defaults with the given memory controller.
     pub fn new(memory: MemoryController) -> Self {
         Self {
+            freeze: Arc::new(fnbox_limits::FreezeController::detect(&memory)),
             memory,
             echo: None,
             host_path: None,

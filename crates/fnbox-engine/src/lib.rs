@@ -29,7 +29,7 @@ pub mod pool;
 pub mod telemetry;
 pub mod trace;
 
-pub use dialect::{Command, Dialect, ErrorInfo, LogLines};
+pub use dialect::{Command, Dialect, ErrorInfo, LogLines, ShutdownOrder};
 pub use engine::{Engine, EngineConfig, Function, HttpClient, LineEcho};
 pub use instance::{InitError, Instance, InstanceApi, NotReady};
 pub use invocation::{

@@ -260,6 +260,8 @@ pub struct Bus {
     cancel: CancellationToken,
     /// How listeners are reached (inside the instance's network namespace when isolated).
     connector: fnbox_telemetry::Connector,
+    /// Whether the instance is frozen: deliveries wait for the thaw.
+    freeze: fnbox_telemetry::FreezeGate,
 }
 
 /// Result of [`Bus::subscribe`].
@@ -286,7 +288,15 @@ impl Bus {
             tracker,
             cancel,
             connector: fnbox_telemetry::Connector::host(),
+            freeze: fnbox_telemetry::FreezeGate::new(),
         }
+    }
+
+    /// The same bus holding deliveries while `gate` says the instance is frozen; set before
+    /// the first subscription (the instance does so at creation).
+    pub fn with_freeze(mut self, gate: fnbox_telemetry::FreezeGate) -> Self {
+        self.freeze = gate;
+        self
     }
 
     /// The same bus copying every event to engine-wide observers.
@@ -352,7 +362,10 @@ impl Bus {
             return SubscribeOutcome::Replaced;
         }
         let handle = Subscriber::spawn_connected(
-            req.config,
+            fnbox_telemetry::SubscriberConfig {
+                freeze: self.freeze.clone(),
+                ..req.config
+            },
             req.drop_notice.clone(),
             self.connector.clone(),
             &self.tracker,

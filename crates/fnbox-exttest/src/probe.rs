@@ -100,6 +100,10 @@ impl Dialect for Probed {
         self.inner.invocation_ends_at_next(concurrency)
     }
 
+    fn shutdown_order(&self) -> fnbox_engine::ShutdownOrder {
+        self.inner.shutdown_order()
+    }
+
     fn notify_invoke(
         &self,
         api: &Arc<InstanceApi>,

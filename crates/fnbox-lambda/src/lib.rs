@@ -81,6 +81,16 @@ impl Dialect for Lambda {
         concurrency == 1
     }
 
+    /// Runtime SIGTERM, final telemetry, then SHUTDOWN to the extensions (lambda-facts §2.2).
+    fn shutdown_order(&self) -> fnbox_engine::ShutdownOrder {
+        fnbox_engine::ShutdownOrder::RuntimeFirst
+    }
+
+    /// Lambda freezes the environment between invocations.
+    fn freezes_when_idle(&self) -> bool {
+        true
+    }
+
     /// Extensions learn about an invocation from their pending `event/next`.
     fn notify_invoke(
         &self,

@@ -92,7 +92,7 @@ fn read_value(path: &Path) -> Option<u64> {
 }
 
 /// `mkdir` that accepts an existing directory.
-fn mkdir(path: &Path) -> Result<(), LimitError> {
+pub(crate) fn mkdir(path: &Path) -> Result<(), LimitError> {
     match fs::create_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -135,7 +135,7 @@ pub(crate) struct OwnerLease {
 }
 
 impl OwnerLease {
-    fn acquire(base: &Path, version: Version) -> Result<OwnerLease, LimitError> {
+    pub(crate) fn acquire(base: &Path, version: Version) -> Result<OwnerLease, LimitError> {
         let (pid, start) = self_identity();
         let dir = base.join(owner_name(pid, start));
         let mut leases = LEASES.lock().unwrap_or_else(PoisonError::into_inner);
@@ -148,6 +148,43 @@ impl OwnerLease {
             .entry(dir.clone())
             .or_insert(0) += 1;
         Ok(OwnerLease { dir })
+    }
+}
+
+impl OwnerLease {
+    /// `<base>/<pid>-<starttime>`.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Calls `remove_group` for every group directory of dead runs under `base` (see
+/// [`CgroupSetup::cleanup_stale`]), then removes their run directories. Used by the freezer
+/// hierarchy, whose groups hold no memory state.
+pub(crate) fn remove_stale_runs(base: &Path, remove_group: impl Fn(&Path)) {
+    let (me, my_start) = self_identity();
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((pid, start)) = name.to_str().and_then(parse_owner_name) else {
+            continue;
+        };
+        if (pid == me && start == my_start) || process_alive(pid, start) {
+            continue;
+        }
+        let run_dir = entry.path();
+        if let Ok(groups) = fs::read_dir(&run_dir) {
+            for g in groups.flatten() {
+                if g.file_type().is_ok_and(|t| t.is_dir()) {
+                    remove_group(&g.path());
+                }
+            }
+        }
+        if let Err(e) = fs::remove_dir(&run_dir) {
+            tracing::debug!("removing stale {}: {e}", run_dir.display());
+        }
     }
 }
 
@@ -180,7 +217,7 @@ pub(crate) struct CgroupSetup {
     lease: OwnerLease,
 }
 
-fn mounts() -> Result<Vec<crate::parse::MountInfo>, LimitError> {
+pub(crate) fn mounts() -> Result<Vec<crate::parse::MountInfo>, LimitError> {
     Ok(parse_mountinfo(&read(Path::new("/proc/self/mountinfo"))?))
 }
 

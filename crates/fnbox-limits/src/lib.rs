@@ -19,6 +19,8 @@
 //! - `lib.rs`: public API ([`MemoryController`], [`MemoryGroup`], [`MemoryMode`], [`LimitError`]).
 //! - `cgroup.rs`: v2/v1 detection and preparation, per-instance cgroups, stale clean-up.
 //! - `rss.rs`: the RSS-sampling enforcement.
+//! - `freezer.rs`: freezing an instance between invocations ([`FreezeController`], [`Freezer`]:
+//!   cgroup v2 `cgroup.freeze`, the cgroup v1 `freezer` controller, or SIGSTOP/SIGCONT).
 //! - `sampler.rs`: the shared background sampler thread and the `/proc` scan.
 //! - `parse.rs`: pure parsers for `/proc/self/cgroup`, mountinfo, `/proc/<pid>/stat` and
 //!   keyed cgroup files.
@@ -57,6 +59,7 @@
 //!   zeros or [`LimitError`].
 
 mod cgroup;
+mod freezer;
 mod parse;
 mod pids;
 mod rss;
@@ -67,6 +70,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+pub use freezer::{FreezeController, FreezeMode, Freezer};
 
 use cgroup::{CgroupGroup, CgroupSetup};
 pub use pids::{run_dir_name, sweep_run_dirs, PidsController, PidsGroup, Watchdog};
@@ -270,6 +275,8 @@ impl MemoryController {
     /// they have left (at most 2 s per group). Meant for start-up, before anything is served;
     /// from async code call it in `tokio::task::spawn_blocking`.
     pub fn cleanup_stale(&self) -> usize {
+        // A dead run's processes left frozen (Lambda's freeze) cannot die until thawed.
+        freezer::thaw_stale_runs();
         self.inner
             .cgroup
             .as_ref()

@@ -233,12 +233,17 @@ pub fn sweep_run_dirs(parent: &Path) -> usize {
     removed
 }
 
-/// The watchdog's program: wait for the end of stdin (fnbox gone), then kill every process in
-/// the groups under each run directory given as an argument, and remove the groups. A few
-/// rounds, because a process forking while the list is read may escape one.
+/// The watchdog's program: wait for the end of stdin (fnbox gone), then thaw every frozen
+/// group (a frozen task does not die of SIGKILL: Lambda instances are frozen while idle), kill
+/// every process in the groups under each run directory given as an argument, and remove the
+/// groups. A few rounds, because a process forking while the list is read may escape one.
 const WATCHDOG_SCRIPT: &str = r#"cat >/dev/null
 for round in 1 2 3 4 5 6 7 8 9 10; do
   busy=
+  for run in "$@"; do
+    for state in "$run"/*/freezer.state; do [ -f "$state" ] && echo THAWED > "$state" 2>/dev/null; done
+    for freeze in "$run"/*/cgroup.freeze; do [ -f "$freeze" ] && echo 0 > "$freeze" 2>/dev/null; done
+  done
   for run in "$@"; do
     for procs in "$run"/*/cgroup.procs; do
       [ -f "$procs" ] || continue
@@ -278,6 +283,12 @@ impl Watchdog {
         if dirs.is_empty() {
             return Ok(None);
         }
+        // The v1 freezer groups (Lambda's idle instances), so frozen processes are thawed
+        // before they are killed; the directory may not exist yet (made when needed).
+        let dirs: Vec<PathBuf> = dirs
+            .into_iter()
+            .chain(crate::freezer::v1_run_dir())
+            .collect();
         // Both ends close on exec: only the watchdog's stdin (a dup) stays open in it, and no
         // instance process ever inherits the write end (which would keep the watchdog waiting).
         let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;

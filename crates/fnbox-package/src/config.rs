@@ -45,6 +45,7 @@ pub const FIELDS: &[&str] = &[
     "async_invoke_config",
     "ephemeral_storage",
     "containment",
+    "freeze",
 ];
 
 /// `ephemeral_storage` bounds in MB: the size of the instance's private `/tmp` (both platforms
@@ -102,6 +103,9 @@ pub struct FunctionConfig {
     /// `containment: off` opts this function out of containment (its processes run as fnbox's
     /// user in the host's mount namespace); `on` (the default) follows fnbox's mode.
     pub containment: bool,
+    /// Whether an idle instance is frozen between invocations (`freeze:`; Lambda only, on by
+    /// default there).
+    pub freeze: bool,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -211,6 +215,7 @@ impl FunctionConfig {
             async_invoke_config: None,
             ephemeral_storage: EPHEMERAL_STORAGE_MB.0,
             containment: true,
+            freeze: false,
         }
     }
 
@@ -579,9 +584,12 @@ impl Fields<'_> {
             }
         };
 
+        let freeze = self.freeze(dialect)?;
+
         Ok(FunctionConfig {
             containment,
             ephemeral_storage,
+            freeze,
             network,
             async_invoke_config,
             func_name,
@@ -607,6 +615,29 @@ impl Fields<'_> {
             file: self.file.to_owned(),
             field: field.to_owned(),
             message: message.into(),
+        }
+    }
+
+    /// `freeze:` a boolean; Lambda packages are frozen unless `freeze: false`, FunctionGraph
+    /// packages never (FunctionGraph documents no freeze).
+    fn freeze(&self, dialect: Dialect) -> Result<bool, PackageError> {
+        let value = match self.values.get("freeze") {
+            None => None,
+            Some(Value::Bool(b)) => Some(*b),
+            Some(other) => {
+                return Err(self.error(
+                    "freeze",
+                    format!("expected true or false, found {}", describe(other)),
+                ))
+            }
+        };
+        match (dialect, value) {
+            (Dialect::Lambda, v) => Ok(v.unwrap_or(true)),
+            (Dialect::FunctionGraph, Some(true)) => Err(self.error(
+                "freeze",
+                "only Lambda packages (dialect: lambda) are frozen between invocations",
+            )),
+            (Dialect::FunctionGraph, _) => Ok(false),
         }
     }
 

@@ -281,7 +281,11 @@ impl<T: Transport> Delivery<T> {
         let result = tokio::select! {
             biased;
             () = abort.cancelled() => None,
-            r = self.post_with_retries(body) => Some(r),
+            r = async {
+                // A frozen listener cannot answer: the batch waits for the next thaw.
+                self.config.freeze.thawed().await;
+                self.post_with_retries(body).await
+            } => Some(r),
         };
         let counters = &self.shared.counters;
         match result {
@@ -330,11 +334,14 @@ impl<T: Transport> Delivery<T> {
         let mut delay = self.config.backoff;
         let mut attempt = 1;
         loop {
-            let result = match tokio::time::timeout(
-                self.config.request_timeout,
-                self.transport.post(body.clone()),
-            )
-            .await
+            let result = match self
+                .config
+                .freeze
+                .timeout(
+                    self.config.request_timeout,
+                    self.transport.post(body.clone()),
+                )
+                .await
             {
                 Ok(result) => result,
                 Err(_) => Err(PostError::Timeout(self.config.request_timeout)),
@@ -350,6 +357,7 @@ impl<T: Transport> Delivery<T> {
                 return Err(format!("{error} after {attempts} attempt{plural}"));
             }
             tokio::time::sleep(delay).await;
+            self.config.freeze.thawed().await;
             delay = delay.saturating_mul(2);
             attempt += 1;
             Counters::add(&counters.retries, 1);
@@ -574,7 +582,7 @@ mod tests {
         assert_eq!(attempts.len(), 1);
         assert_eq!(attempts[0].0, t0);
         assert_eq!(attempts[0].1, r#"["a","b"]"#);
-        sleep(Duration::from_millis(1100)).await;
+        sleep(Duration::from_millis(1200)).await;
         assert_eq!(fake.accepted(), [r#"["a","b"]"#, r#"["c"]"#]);
     }
 
@@ -587,7 +595,7 @@ mod tests {
         h.send(rec("a"));
         h.send(rec("a very long record"));
         h.send(rec("b"));
-        sleep(Duration::from_millis(1100)).await;
+        sleep(Duration::from_millis(1200)).await;
         assert_eq!(
             fake.accepted(),
             [r#"["a"]"#, r#"["a very long record"]"#, r#"["b"]"#]
@@ -689,6 +697,42 @@ mod tests {
         let s = h.stats();
         assert_eq!((s.failed_posts, s.retries), (1, 1));
         assert_eq!((s.delivered_records, s.dropped_records), (5, 6));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frozen_environment_holds_batches_and_stops_the_request_clock() {
+        let fake = Fake::new(Mode::Hang);
+        let mut c = config(25);
+        c.request_timeout = Duration::from_secs(1);
+        let gate = c.freeze.clone();
+        let (h, _cancel) = start(c, &fake);
+        h.send(rec("in-flight"));
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(fake.attempts().len(), 1, "the batch is in flight");
+        // Frozen for a minute: the hanging POST is not timed out, nothing fails.
+        gate.set_frozen(true);
+        sleep(Duration::from_secs(60)).await;
+        assert_eq!(h.stats().failed_posts, 0, "no failure while frozen");
+        // Thawed: the listener answers (its request was only held).
+        fake.set(Mode::Accept);
+        gate.set_frozen(false);
+        sleep(Duration::from_millis(1200)).await;
+        assert_eq!(
+            h.stats().failed_posts,
+            1,
+            "thawed time ran out once: retried"
+        );
+        assert_eq!(h.stats().delivered_records, 1);
+        // A batch due while frozen waits for the thaw instead of failing.
+        gate.set_frozen(true);
+        h.send(rec("while-frozen"));
+        sleep(Duration::from_secs(30)).await;
+        assert_eq!(fake.attempts().len(), 2, "no POST to a frozen listener");
+        gate.set_frozen(false);
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(fake.accepted().last().unwrap(), r#"["while-frozen"]"#);
+        let s = h.stats();
+        assert_eq!((s.delivered_records, s.dropped_records), (2, 0));
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,8 @@
 //!   engine's non-blocking `send`, `stats`, `close`), [`DeliveryStats`], drop-notice types.
 //! - `delivery`: the per-subscriber task (queue → batcher → POST with retries) and the
 //!   hyper-util HTTP transport.
+//! - [`gate`]: [`FreezeGate`], the frozen/thawed flag of the subscriber's environment (Lambda's
+//!   freeze): delivery waits for the thaw, and request timeouts count thawed time only.
 //! - [`connector`]: [`Connector`], hyper's connector with a pluggable [`SocketFactory`] (sockets
 //!   created inside an instance's network namespace).
 //!
@@ -50,11 +52,13 @@ pub mod batcher;
 pub mod buffering;
 pub mod connector;
 mod delivery;
+pub mod gate;
 mod subscriber;
 
 pub use batcher::Batcher;
 pub use buffering::{Buffering, BufferingError};
 pub use connector::{Connector, Redirect, SocketFactory};
+pub use gate::FreezeGate;
 pub use subscriber::{
     ConfigError, DeliveryStats, DropNotice, DroppedRecords, Subscriber, SubscriberConfig,
     SubscriberHandle, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE_CAPACITY,

@@ -44,8 +44,11 @@ pub struct SubscriberConfig {
     pub max_attempts: u32,
     /// Delay before the first retry, doubled before each further one.
     pub backoff: Duration,
-    /// Time limit of one POST (connect, request and response).
+    /// Time limit of one POST (connect, request and response), counted while the
+    /// environment is thawed.
     pub request_timeout: Duration,
+    /// Whether the listener's environment is frozen: batches wait for the thaw.
+    pub freeze: crate::FreezeGate,
 }
 
 /// A destination URI fnbox cannot deliver to.
@@ -112,6 +115,7 @@ impl SubscriberConfig {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            freeze: crate::FreezeGate::new(),
         })
     }
 }

@@ -8,19 +8,24 @@
 //! - [`extensions`]: registration, and the per-extension event queues of pull (Lambda)
 //!   extensions.
 //! - [`logs`]: routing output lines to telemetry, the log tail and fnbox's own output.
+//! - `freeze`: freezing an idle instance and thawing it (Lambda).
+//! - `shutdown`: the two shutdown orders ([`crate::ShutdownOrder`]).
 //!
 //! # Dialects
 //! Where the platforms differ (how extensions start and hear about invocations, when an
 //! invocation is over, the environment, which lines are telemetry, how an error body reads,
 //! HTTP functions) the instance asks its [`Dialect`]; it never looks at the package's
 //! `dialect:`. Pull extensions (registered with [`ExtensionTarget::Pull`]) are generic: init
-//! waits until each asked for its first event, and shutdown hands them SHUTDOWN before SIGTERM.
+//! waits until each asked for its first event; shutdown hands them SHUTDOWN in the dialect's
+//! [`crate::ShutdownOrder`].
 
 pub mod channel;
 pub mod env;
 pub mod extensions;
+mod freeze;
 pub mod logs;
 pub mod process;
+mod shutdown;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -169,6 +174,8 @@ pub struct Instance {
     api_addr: SocketAddr,
     procs: Mutex<Procs>,
     memory: MemoryGroup,
+    /// Freeze between invocations (Lambda); off otherwise.
+    freeze: freeze::Freeze,
     logs: Arc<LogRouter>,
     tracker: TaskTracker,
     cancel: CancellationToken,
@@ -245,8 +252,10 @@ impl Instance {
             function: config.func_name.as_str().into(),
             pod_name: pod_name.as_str().into(),
         };
+        let freeze_gate = fnbox_telemetry::FreezeGate::new();
         let bus = Bus::new(tracker.clone(), cancel.clone())
             .with_connector(connector.clone())
+            .with_freeze(freeze_gate.clone())
             .with_tap(tap.clone());
         tap.observers.send(
             &tap.function,
@@ -276,6 +285,11 @@ impl Instance {
                     format!("cannot contain the instance: {e}"),
                 )
             })?;
+        let freeze = if function.dialect.freezes_when_idle() && config.freeze {
+            freeze::Freeze::new(&engine.config.freeze, &memory, freeze_gate)
+        } else {
+            freeze::Freeze::off(freeze_gate)
+        };
 
         let listener = match &netns {
             // 127.0.0.1:<port> as seen inside the namespace: the runtime's address stays the same.
@@ -338,6 +352,7 @@ impl Instance {
             api_addr,
             procs: Mutex::new(Procs::default()),
             memory,
+            freeze,
             logs,
             tracker,
             cancel,
@@ -411,6 +426,10 @@ impl Instance {
             Ok(()) => {
                 instance.set_state(Transition::Ready);
                 instance.supervise();
+                if instance.waits_for_next {
+                    // The runtime and every extension wait for their first event.
+                    instance.freeze_idle();
+                }
                 Ok(instance)
             }
             Err(err) => {
@@ -758,6 +777,7 @@ impl Instance {
     pub async fn run_begun(&self, req: InvokeRequest, mut answer: AnswerTx) -> InvokeOutcome {
         self.invocations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.thaw();
         let bus = &self.api.bus;
         let started = Instant::now();
         let start_wall = Utc::now();
@@ -962,6 +982,10 @@ impl Instance {
         match &result {
             InvokeResult::Fault(_) => self.destroy(fault_reason).await,
             _ => {
+                if self.waits_for_next {
+                    // The runtime and every extension asked for their next event.
+                    self.freeze_idle();
+                }
                 self.set_state(Transition::Finish);
             }
         }
@@ -1022,7 +1046,30 @@ impl Instance {
         }
     }
 
+    /// Freezes the idle instance when its dialect and package want it (see `freeze`).
+    fn freeze_idle(&self) {
+        if self.freeze.enabled() {
+            self.freeze
+                .freeze(self.procs.lock().expect("procs lock").all());
+        }
+    }
+
+    /// Thaws the instance if it is frozen.
+    fn thaw(&self) {
+        if self.freeze.enabled() {
+            self.freeze
+                .thaw(self.procs.lock().expect("procs lock").all());
+        }
+    }
+
+    /// Whether the instance is frozen now (always `false` for dialects that do not freeze).
+    pub fn is_frozen(&self) -> bool {
+        self.freeze.is_frozen()
+    }
+
     fn kill_all(&self) {
+        // A frozen process does not die before it is thawed (cgroup v1).
+        self.thaw();
         for p in self.procs.lock().expect("procs lock").all() {
             p.signal_group(Signal::SIGKILL);
         }
@@ -1054,68 +1101,21 @@ impl Instance {
         {
             return;
         }
-        let deadline = tokio::time::Instant::now() + self.grace;
+        // Shutdown must reach a frozen instance.
+        self.thaw();
         let procs = self.procs.lock().expect("procs lock").clone();
-        // Lambda: SHUTDOWN goes to the extensions that asked for it before any signal.
-        let deadline_epoch_ms =
-            Utc::now().timestamp_millis().max(0) as u64 + self.grace.as_millis() as u64;
-        let shutdowns = self
-            .api
-            .extensions
-            .release_shutdown(reason, deadline_epoch_ms);
-        if let Some(runtime) = &procs.runtime {
-            runtime.signal_group(Signal::SIGTERM);
-        }
-        // Each extension is done with SHUTDOWN when it asks for its next event or exits.
-        let handled = futures::future::join_all(shutdowns.into_iter().map(|(name, acked)| {
-            let proc = procs
-                .extensions
-                .iter()
-                .find(|p| matches!(&*p.role, Role::Extension(n) if *n == name))
-                .cloned();
-            async move {
-                match proc {
-                    Some(p) => {
-                        tokio::select! {
-                            _ = acked => {}
-                            _ = p.exited() => {}
-                        }
-                    }
-                    None => acked.await,
-                }
+        match self.dialect.shutdown_order() {
+            crate::ShutdownOrder::ExtensionsNotifiedFirst => {
+                self.stop_extensions_notified_first(reason, &procs).await
             }
-        }));
-        // What the runtime prints until it exits is still telemetry: wait for its last
-        // lines (within the grace period) before the final flush.
-        if let Some(runtime) = &procs.runtime {
-            let _ = tokio::time::timeout_at(deadline, runtime.exited()).await;
-            runtime.output_closed(Duration::from_millis(200)).await;
-        }
-        // The telemetry listener lives in an extension: flush before the extensions go.
-        let _ = futures::join!(
-            self.api.bus.close(self.grace),
-            tokio::time::timeout_at(deadline, handled)
-        );
-        for ext in &procs.extensions {
-            ext.signal_group(Signal::SIGTERM);
-        }
-        let all_exited = async {
-            for p in procs.all() {
-                p.exited().await;
-            }
-        };
-        let floor = tokio::time::Instant::now() + Duration::from_millis(200);
-        if tokio::time::timeout_at(deadline.max(floor), all_exited)
-            .await
-            .is_err()
-        {
-            tracing::debug!(pod = %self.api.pod_name, "processes still running after the grace period: SIGKILL");
+            crate::ShutdownOrder::RuntimeFirst => self.stop_runtime_first(reason, &procs).await,
         }
         self.kill_all();
         self.memory.remove().await;
         if let Some(sandbox) = &self.sandbox {
             sandbox.remove().await;
         }
+        self.freeze.remove();
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(2), self.tracker.wait())

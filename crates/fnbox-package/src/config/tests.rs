@@ -531,3 +531,20 @@ fn network_defaults_to_isolated_and_accepts_host() {
     );
     assert_mentions(&error("network: bridge"), &["network", "isolated", "host"]);
 }
+
+#[test]
+fn freeze_is_on_for_lambda_off_for_functiongraph_and_validated() {
+    assert!(parse("dialect: lambda").unwrap().freeze);
+    assert!(!parse("dialect: lambda\nfreeze: false").unwrap().freeze);
+    assert!(parse("dialect: lambda\nfreeze: true").unwrap().freeze);
+    assert!(!parse("").unwrap().freeze);
+    assert!(!parse("freeze: false").unwrap().freeze);
+    assert_mentions(
+        &error("freeze: true"),
+        &["freeze", "only Lambda packages", "dialect: lambda"],
+    );
+    assert_mentions(
+        &error("dialect: lambda\nfreeze: \"no\""),
+        &["freeze", "expected true or false", "no"],
+    );
+}
