@@ -394,3 +394,104 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// A Lambda instance is frozen while idle, and a frozen task does not die of SIGKILL until it
+/// is thawed: a SIGKILLed `fnbox serve` with a frozen instance (runtime, extension, and a
+/// grandchild) still leaves no process alive a second later (the watchdog thaws, then kills).
+#[test]
+fn a_sigkilled_server_with_a_frozen_lambda_instance_leaves_nothing() {
+    require_root();
+    let pkg = FixturePackage::empty("func_name: frozen\ndialect: lambda\ntimeout: 10\n");
+    pkg.write_exec(
+        "bootstrap",
+        r#"#!/bin/bash
+sleep 300 &
+API="http://$AWS_LAMBDA_RUNTIME_API/2018-06-01/runtime"
+h=$(mktemp)
+while true; do
+  body=$(curl -sS -D "$h" "$API/invocation/next")
+  id=$(grep -i '^lambda-runtime-aws-request-id:' "$h" | cut -d' ' -f2 | tr -d '\r')
+  curl -sS -X POST "$API/invocation/$id/response" -d "$body" >/dev/null
+done
+"#,
+    );
+    pkg.write_exec(
+        "extensions/idle",
+        r#"#!/bin/bash
+API="http://$AWS_LAMBDA_RUNTIME_API/2020-01-01/extension"
+h=$(mktemp)
+curl -sS -D "$h" -X POST "$API/register" -H 'Lambda-Extension-Name: idle' \
+  -d '{"events":["INVOKE","SHUTDOWN"]}' >/dev/null
+id=$(grep -i '^lambda-extension-identifier:' "$h" | cut -d' ' -f2 | tr -d '\r')
+while true; do
+  curl -sS "$API/event/next" -H "Lambda-Extension-Identifier: $id" >/dev/null
+done
+"#,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let s = Serve::start(
+        FNBOX,
+        &[
+            pkg.path().to_str().unwrap(),
+            "--data-dir",
+            data.path().to_str().unwrap(),
+        ],
+    );
+    let answered = Command::new("curl")
+        .args(["-sS", "-X", "POST", "-d", "{\"k\":1}"])
+        .arg(format!(
+            "{}/2015-03-31/functions/frozen/invocations",
+            s.url()
+        ))
+        .output()
+        .expect("curl (apt-get install curl)");
+    assert_eq!(text(&answered.stdout), "{\"k\":1}", "{answered:?}");
+    let cmdline = |pid: i32| -> String {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
+    };
+    let procs = processes_in(pkg.path());
+    let find = |want: &str| {
+        procs
+            .iter()
+            .copied()
+            .find(|p| cmdline(*p).contains(want))
+            .unwrap_or_else(|| panic!("no {want} among {procs:?}"))
+    };
+    let (runtime, extension, grandchild) = (
+        find("bootstrap"),
+        find("extensions/idle"),
+        find("sleep 300"),
+    );
+    // Idle now: frozen, where this machine has a cgroup freezer.
+    if std::path::Path::new("/sys/fs/cgroup/freezer").is_dir() {
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{runtime}/cgroup"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.split_once(":freezer:").map(|(_, p)| p.to_string()))
+                .map(|p| {
+                    std::fs::read_to_string(format!("/sys/fs/cgroup/freezer{p}/freezer.state"))
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            if state.trim() == "FROZEN" {
+                break;
+            }
+            assert!(Instant::now() < end, "the idle instance was never frozen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    s.signal(Signal::SIGKILL);
+    let _ = s.wait(Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(1));
+    for (what, pid) in [
+        ("runtime", runtime),
+        ("extension", extension),
+        ("grandchild", grandchild),
+    ] {
+        assert!(!process_alive(pid), "{what} {pid} outlived fnbox (frozen?)");
+    }
+}
