@@ -54,18 +54,21 @@ fn smoke_run_prints_every_row() {
         "| telemetry: ",
         "| hot path, subscribed no-op listener",
         "| hot path, slow listener",
-        "| hot path, extension registered, no subscription",
+        "| hot path, extension registered (invoke pushes only)",
         "| hot path, timeline on, no page connected",
         "| hot path, one page connected (/api/events)",
         "| hot path, OTLP to a dead endpoint",
         "| hot path, OTLP to a live receiver",
         "| memory: fnbox RSS idle",
         "| memory: fnbox RSS with ",
+        // Measured when the conformance echo and cargo-lambda are already there, else a row
+        // saying why not (smoke never builds or installs).
+        "| peer: lambda_runtime echo",
     ] {
         assert!(stdout.contains(row), "row {row:?} missing from:\n{stdout}");
     }
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(15), "{json}");
 }
