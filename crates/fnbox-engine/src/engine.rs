@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// telemetry batches) really go, given the address the extension registered. `None` (the
     /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
     pub listener_redirect: Option<fnbox_telemetry::Redirect>,
+    /// Bound of each telemetry subscriber's queue, in bytes of encoded records (default
+    /// [`fnbox_telemetry::DEFAULT_QUEUE_BYTES`]); `fnbox serve`'s `telemetry_queue_bytes`.
+    pub telemetry_queue_bytes: usize,
 }
 
 impl EngineConfig {
@@ -59,6 +62,7 @@ impl EngineConfig {
             network: NetworkMode::Host,
             pod_name: None,
             listener_redirect: None,
+            telemetry_queue_bytes: fnbox_telemetry::DEFAULT_QUEUE_BYTES,
         }
     }
 }

@@ -260,6 +260,8 @@ pub struct Bus {
     cancel: CancellationToken,
     /// How listeners are reached (inside the instance's network namespace when isolated).
     connector: fnbox_telemetry::Connector,
+    /// Every subscriber's queue bound, in bytes ([`crate::EngineConfig::telemetry_queue_bytes`]).
+    queue_bytes: usize,
 }
 
 /// Result of [`Bus::subscribe`].
@@ -286,7 +288,15 @@ impl Bus {
             tracker,
             cancel,
             connector: fnbox_telemetry::Connector::host(),
+            queue_bytes: fnbox_telemetry::DEFAULT_QUEUE_BYTES,
         }
+    }
+
+    /// The same bus bounding each subscriber's queue at `bytes` of encoded records; set before
+    /// the first subscription (the instance does so at creation).
+    pub fn with_queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
+        self
     }
 
     /// The same bus copying every event to engine-wide observers.
@@ -339,7 +349,8 @@ impl Bus {
 
     /// Adds a subscriber, or replaces the streams of the one with the same URI. The first
     /// subscription receives the replayed events first.
-    pub fn subscribe(&self, req: SubscriptionRequest) -> SubscribeOutcome {
+    pub fn subscribe(&self, mut req: SubscriptionRequest) -> SubscribeOutcome {
+        req.config.queue_bytes = self.queue_bytes;
         let mut inner = self.inner.lock().expect("bus lock");
         let uri = req.config.uri.clone();
         if let Some(existing) = inner

@@ -245,6 +245,7 @@ impl Instance {
         };
         let bus = Bus::new(tracker.clone(), cancel.clone())
             .with_connector(connector.clone())
+            .with_queue_bytes(engine.config.telemetry_queue_bytes)
             .with_tap(tap.clone());
         tap.observers.send(
             &tap.function,
