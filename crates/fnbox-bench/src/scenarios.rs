@@ -186,8 +186,8 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
     }
 
     // 1. Warm sequential invoke through the front door.
-    eprintln!("fnbox-bench: warm sequential");
     if o.runs("warm") {
+        eprintln!("fnbox-bench: warm sequential");
         let serve = Serve::spawn(bins, tmp, "warm", &[(&pk.hello, "max_instances: 1")])?;
         let uri = serve.invoke_uri("bench-hello")?;
         let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
