@@ -59,7 +59,7 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 9] = [
+const GROUPS: [&str; 10] = [
     "warm",
     "throughput",
     "cold",
@@ -69,6 +69,7 @@ const GROUPS: [&str; 9] = [
     "otlp",
     "freeze",
     "memory",
+    "peers",
 ];
 
 /// Command-line options of a benchmark run.
@@ -94,12 +95,19 @@ pub struct Options {
     /// absent.
     #[arg(long, value_name = "GROUP,..", value_delimiter = ',', value_parser = GROUPS)]
     pub only: Vec<String>,
+    /// Run the peer row (the same lambda_runtime echo behind cargo-lambda and behind fnbox);
+    /// same as `--only peers` added to the groups. A full run includes it too.
+    #[arg(long)]
+    pub peers: bool,
 }
 
 impl Options {
     /// Whether scenario group `name` runs.
     pub fn runs(&self, name: &str) -> bool {
-        self.only.is_empty() || self.only.iter().any(|o| o == name)
+        if self.peers && name == "peers" {
+            return true;
+        }
+        (self.only.is_empty() && !self.peers) || self.only.iter().any(|o| o == name)
     }
 
     /// `debug` or `release`.
@@ -171,6 +179,14 @@ mod tests {
         let defaults = parse(&[]).unwrap().options;
         assert!(defaults.runs("memory"));
         assert!(defaults.bin_dir().ends_with("release"));
+        assert!(defaults.runs("peers"), "a full run includes the peer row");
+        let peers = parse(&["--peers"]).unwrap().options;
+        assert!(
+            peers.runs("peers") && !peers.runs("warm"),
+            "--peers alone: the peer row"
+        );
+        let both = parse(&["--peers", "--only", "hot"]).unwrap().options;
+        assert!(both.runs("peers") && both.runs("hot") && !both.runs("warm"));
     }
 
     #[test]

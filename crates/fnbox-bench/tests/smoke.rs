@@ -54,7 +54,7 @@ fn smoke_run_prints_every_row() {
         "| telemetry: ",
         "| hot path, subscribed no-op listener",
         "| hot path, slow listener",
-        "| hot path, extension registered, no subscription",
+        "| hot path, extension registered (invoke pushes only)",
         "| hot path, timeline on, no page connected",
         "| hot path, one page connected (/api/events)",
         "| hot path, OTLP to a dead endpoint",
@@ -62,6 +62,9 @@ fn smoke_run_prints_every_row() {
         "| Lambda echo, freeze on: warm p50 ÷ freeze off (interleaved A/B",
         "| memory: fnbox RSS idle",
         "| memory: fnbox RSS with ",
+        // Measured when the conformance echo and cargo-lambda are already there, else a row
+        // saying why not (smoke never builds or installs).
+        "| peer: lambda_runtime echo",
     ] {
         assert!(stdout.contains(row), "row {row:?} missing from:\n{stdout}");
     }

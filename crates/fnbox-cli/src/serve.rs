@@ -145,6 +145,7 @@ struct Settings {
     functions: Vec<FunctionSpec>,
     queue: Option<String>,
     otlp: Option<fnbox_otel::OtlpConfig>,
+    telemetry_queue_bytes: Option<usize>,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
@@ -186,6 +187,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
         functions,
         queue,
         otlp,
+        telemetry_queue_bytes: file.telemetry_queue_bytes,
     })
 }
 
@@ -213,6 +215,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
     config.pod_name = args.pod_name.clone();
     let freeze_line = config.freeze.describe();
+    if let Some(bytes) = settings.telemetry_queue_bytes {
+        config.telemetry_queue_bytes = bytes;
+    }
     let engine = Engine::new(config);
     // Until the server owns the engine, a failure shuts the engine down before it is returned.
     let started = async {

@@ -51,6 +51,9 @@ pub struct EngineConfig {
     /// How idle instances of dialects that freeze (Lambda) are frozen; detected from `memory`
     /// by [`EngineConfig::new`].
     pub freeze: Arc<fnbox_limits::FreezeController>,
+    /// Bound of each telemetry subscriber's queue, in bytes of encoded records (default
+    /// [`fnbox_telemetry::DEFAULT_QUEUE_BYTES`]); `fnbox serve`'s `telemetry_queue_bytes`.
+    pub telemetry_queue_bytes: usize,
 }
 
 impl EngineConfig {
@@ -67,6 +70,7 @@ impl EngineConfig {
             pod_name: None,
             listener_redirect: None,
             containment: crate::contain::Containment::off("EngineConfig::new"),
+            telemetry_queue_bytes: fnbox_telemetry::DEFAULT_QUEUE_BYTES,
         }
     }
 }

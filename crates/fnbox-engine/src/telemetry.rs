@@ -262,6 +262,8 @@ pub struct Bus {
     connector: fnbox_telemetry::Connector,
     /// Whether the instance is frozen: deliveries wait for the thaw.
     freeze: fnbox_telemetry::FreezeGate,
+    /// Every subscriber's queue bound, in bytes ([`crate::EngineConfig::telemetry_queue_bytes`]).
+    queue_bytes: usize,
 }
 
 /// Result of [`Bus::subscribe`].
@@ -289,6 +291,7 @@ impl Bus {
             cancel,
             connector: fnbox_telemetry::Connector::host(),
             freeze: fnbox_telemetry::FreezeGate::new(),
+            queue_bytes: fnbox_telemetry::DEFAULT_QUEUE_BYTES,
         }
     }
 
@@ -296,6 +299,13 @@ impl Bus {
     /// the first subscription (the instance does so at creation).
     pub fn with_freeze(mut self, gate: fnbox_telemetry::FreezeGate) -> Self {
         self.freeze = gate;
+        self
+    }
+
+    /// The same bus bounding each subscriber's queue at `bytes` of encoded records; set before
+    /// the first subscription (the instance does so at creation).
+    pub fn with_queue_bytes(mut self, bytes: usize) -> Self {
+        self.queue_bytes = bytes;
         self
     }
 
@@ -349,7 +359,8 @@ impl Bus {
 
     /// Adds a subscriber, or replaces the streams of the one with the same URI. The first
     /// subscription receives the replayed events first.
-    pub fn subscribe(&self, req: SubscriptionRequest) -> SubscribeOutcome {
+    pub fn subscribe(&self, mut req: SubscriptionRequest) -> SubscribeOutcome {
+        req.config.queue_bytes = self.queue_bytes;
         let mut inner = self.inner.lock().expect("bus lock");
         let uri = req.config.uri.clone();
         if let Some(existing) = inner

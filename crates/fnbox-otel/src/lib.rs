@@ -130,12 +130,17 @@ const OUTPUT_CAPACITY: usize = 4096;
 pub fn output_channel() -> (LineEcho, OutputLines) {
     let (tx, rx) = mpsc::channel::<OutputLine>(OUTPUT_CAPACITY);
     let echo: LineEcho = Arc::new(move |pod: &str, line: &EngineLine| {
-        let (marker, who) = match &*line.role {
-            Role::Runtime => ("[Function]", "runtime".to_string()),
-            Role::Extension(name) => ("[Extension]", name.clone()),
+        let marker = match &*line.role {
+            Role::Runtime => "[Function]",
+            Role::Extension(_) => "[Extension]",
         };
-        // Marked lines already arrive as telemetry events.
+        // Marked lines already arrive as telemetry events (and cost nothing here: a burst of
+        // them is the telemetry hot path).
         if !line.text.contains(marker) {
+            let who = match &*line.role {
+                Role::Runtime => "runtime".to_string(),
+                Role::Extension(name) => name.clone(),
+            };
             let _ = tx.try_send((
                 pod.to_string(),
                 (chrono::Utc::now(), who, line.text.clone()),
@@ -282,6 +287,10 @@ async fn run(
         tokio::select! {
             biased;
             r = rx.recv() => match r {
+                // Log lines only feed OTLP's logs: without OTLP they are skipped before the
+                // model (a burst of a million lines must not cost the exporters a million
+                // look-ups, nor push invocation observations out of the broadcast).
+                Ok(o) if otlp.is_none() && is_log_line(&o) => {}
                 Ok(o) => model.observe(&o, &mut out),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     prom.lost.inc_by(n);
@@ -293,6 +302,9 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             Some((pod, line)) = line => {
+                if otlp.is_none() {
+                    continue;
+                }
                 if let Some(function) = model.function_of(&pod) {
                     model.output(function, pod.into(), line, &mut out);
                 }
@@ -315,6 +327,16 @@ async fn run(
         }
         emit(&mut out, &prom, otlp.as_deref());
     }
+}
+
+/// A `function` or `extension` telemetry event: one output line.
+fn is_log_line(o: &fnbox_engine::Observed) -> bool {
+    matches!(
+        &o.what,
+        fnbox_engine::Observation::Telemetry(e)
+            if matches!(**e, fnbox_engine::telemetry::Event::Function { .. }
+                | fnbox_engine::telemetry::Event::Extension { .. })
+    )
 }
 
 fn labels(function: &str) -> Vec<(String, String)> {

@@ -12,6 +12,7 @@
 //!     concurrent_num: 2
 //!     idle_timeout: 30
 //! queue: postgres://fnbox:pw@db:5432/fnbox  # optional; async queue shared by several nodes
+//! telemetry_queue_bytes: 67108864  # optional; each telemetry subscriber's queue bound
 //! ```
 //!
 //! Unknown fields are refused; every message names the file and the field. Command-line values
@@ -187,6 +188,9 @@ pub struct ServeFile {
     pub queue: Option<String>,
     /// `otlp` (`endpoint`, `protocol`, `headers`), checked by `fnbox_otel::OtlpConfig`.
     pub otlp: Option<fnbox_otel::OtlpFile>,
+    /// `telemetry_queue_bytes`: each telemetry subscriber's queue bound, in bytes of encoded
+    /// records (at least 1; default `fnbox_telemetry::DEFAULT_QUEUE_BYTES`).
+    pub telemetry_queue_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +202,7 @@ struct RawFile {
     functions: Vec<RawEntry>,
     queue: Option<String>,
     otlp: Option<fnbox_otel::OtlpFile>,
+    telemetry_queue_bytes: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -282,12 +287,20 @@ impl ServeFile {
             fnbox_otel::OtlpConfig::resolve(None, "otlp.endpoint", Some(o), |_| None)
                 .map_err(|m| field("otlp".into(), m))?;
         }
+        if raw.telemetry_queue_bytes == Some(0) {
+            return Err(field(
+                "telemetry_queue_bytes".into(),
+                "must be at least 1 (bytes of telemetry records queued per subscriber), got 0"
+                    .into(),
+            ));
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
             queue: raw.queue,
             otlp: raw.otlp,
+            telemetry_queue_bytes: raw.telemetry_queue_bytes,
         })
     }
 }
@@ -393,6 +406,25 @@ mod tests {
         assert_eq!(
             e,
             "/etc/x/fnbox.yaml: functions[1].max_instances: 0 is out of range: allowed 1..=1000"
+        );
+    }
+
+    #[test]
+    fn telemetry_queue_bytes_is_a_positive_byte_count() {
+        let f = parse("telemetry_queue_bytes: 1048576\n").unwrap();
+        assert_eq!(f.telemetry_queue_bytes, Some(1_048_576));
+        let e = parse("telemetry_queue_bytes: 0\n").unwrap_err().to_string();
+        assert!(
+            e.contains("telemetry_queue_bytes") && e.contains("at least 1"),
+            "{e}"
+        );
+        let e = parse("telemetry_queue_bytes: lots\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telemetry_queue_bytes"), "{e}");
+        assert_eq!(
+            parse("functions: []\n").unwrap().telemetry_queue_bytes,
+            None
         );
     }
 

@@ -180,7 +180,7 @@ pub(crate) struct Delivery<T> {
     config: SubscriberConfig,
     notice: DropNotice,
     transport: T,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::UnboundedReceiver<Bytes>,
     shared: Arc<Shared>,
     batcher: Batcher,
     /// Drops not yet announced by a delivered notice, including the counts of notices whose
@@ -197,7 +197,7 @@ impl<T: Transport> Delivery<T> {
         config: SubscriberConfig,
         notice: DropNotice,
         transport: T,
-        rx: mpsc::Receiver<Bytes>,
+        rx: mpsc::UnboundedReceiver<Bytes>,
         shared: Arc<Shared>,
     ) -> Self {
         Delivery {
@@ -238,7 +238,7 @@ impl<T: Transport> Delivery<T> {
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)),
                     if deadline.is_some() => self.batcher.take(),
                 next = self.rx.recv() => match next {
-                    Some(record) => self.batcher.push(record, Instant::now()),
+                    Some(record) => self.fill(record),
                     None => {
                         // Queue closed and empty: close() or every handle dropped.
                         let rest = self.batcher.take();
@@ -265,6 +265,23 @@ impl<T: Transport> Delivery<T> {
                 };
             }
         }
+    }
+
+    /// Pushes `record` and then whatever else is already queued, until a batch is ready or the
+    /// queue is empty: one pass of the select loop per batch, not per record, so delivery
+    /// keeps up with a function printing a burst.
+    fn fill(&mut self, record: Bytes) -> Option<Vec<Bytes>> {
+        let now = Instant::now();
+        self.shared.release(record.len());
+        let mut ready = self.batcher.push(record, now);
+        while ready.is_none() && !self.batcher.is_full() {
+            let Ok(record) = self.rx.try_recv() else {
+                break;
+            };
+            self.shared.release(record.len());
+            ready = self.batcher.push(record, now);
+        }
+        ready
     }
 
     /// POSTs `batch` (after a drop notice, if one is owed) with retries, and accounts for
@@ -387,7 +404,13 @@ impl<T: Transport> Delivery<T> {
         let mut records = 0u64;
         let mut bytes = 0u64;
         let pending = self.batcher.take().into_iter().flatten();
-        let queued = std::iter::from_fn(|| self.rx.try_recv().ok());
+        let shared = &self.shared;
+        let rx = &mut self.rx;
+        let queued = std::iter::from_fn(|| {
+            let record = rx.try_recv().ok()?;
+            shared.release(record.len());
+            Some(record)
+        });
         for record in pending.chain(queued) {
             records += 1;
             bytes += record.len() as u64;
@@ -669,7 +692,7 @@ mod tests {
     async fn queue_full_drops_are_counted_at_once_and_announced_after_the_stall() {
         let fake = Fake::new(Mode::Hang);
         let mut c = config(25);
-        c.queue_capacity = 4;
+        c.queue_bytes = 4 * 3; // four 3-byte records
         c.request_timeout = Duration::from_secs(10);
         let (h, _cancel) = start(c, &fake);
         let t0 = Instant::now();
@@ -736,6 +759,73 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn the_queue_is_bounded_in_bytes_not_records() {
+        let fake = Fake::new(Mode::Hang);
+        let mut c = config(25);
+        c.queue_bytes = 20;
+        let (h, _cancel) = start(c, &fake);
+        h.send(rec("first"));
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(fake.attempts().len(), 1, "first batch is in flight");
+        // Sizes 10, 3, 8 (does not fit: 21 > 20), 4, 3 (exactly 20), 3 (does not fit).
+        for s in ["aaaaaaaa", "b", "cccccc", "dd", "e", "f"] {
+            h.send(rec(s));
+        }
+        let s = h.stats();
+        assert_eq!((s.dropped_records, s.dropped_bytes), (2, 8 + 3));
+
+        // Many tiny records fit where a record count would have refused them, and an empty
+        // queue takes a record larger than the whole bound.
+        let mut c = config(25);
+        c.queue_bytes = 300;
+        let (h, _cancel) = start(c, &fake);
+        h.send(rec("first"));
+        sleep(Duration::from_millis(50)).await;
+        for _ in 0..150 {
+            h.send(rec(""));
+        }
+        assert_eq!(
+            h.stats().dropped_records,
+            0,
+            "150 records of 2 bytes: 300 bytes"
+        );
+        h.send(rec(""));
+        assert_eq!(h.stats().dropped_records, 1);
+        let mut c = config(25);
+        c.queue_bytes = 5;
+        let (h, _cancel) = start(c, &fake);
+        h.send(rec("first"));
+        sleep(Duration::from_millis(50)).await;
+        h.send(rec(&"x".repeat(100)));
+        assert_eq!(h.stats().dropped_records, 0, "an empty queue takes it");
+        h.send(rec(""));
+        assert_eq!(h.stats().dropped_records, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_far_larger_than_the_queue_is_delivered_whole_when_the_listener_keeps_up() {
+        // As a process reader feeds it: a pipe read's worth of lines (1,000), then a yield.
+        // Delivery takes a whole batch off the queue per pass, so a queue of 3 reads' worth
+        // carries a burst of 100 reads without a drop. (Taking one record per pass, the task
+        // fell behind within a few reads, whatever the listener's speed.)
+        let fake = Fake::new(Mode::Accept);
+        let one = rec("[Function] bench line 00000000 lorem ipsum dolor sit amet");
+        let mut c = config(25);
+        c.queue_bytes = 3 * 1000 * one.len();
+        let (h, _cancel) = start(c, &fake);
+        for _ in 0..100 {
+            for _ in 0..1000 {
+                h.send(one.clone());
+            }
+            tokio::task::yield_now().await;
+        }
+        let stats = h.close(Duration::from_secs(5)).await;
+        assert_eq!(stats.dropped_records, 0);
+        assert_eq!(stats.delivered_records, 100_000);
+        assert_eq!(fake.accepted().len(), 100, "full batches of max_items 1000");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn close_flushes_without_waiting_for_the_timeout() {
         let fake = Fake::new(Mode::Accept);
         let (h, _cancel) = start(config(30_000), &fake);
@@ -775,7 +865,7 @@ mod tests {
     async fn close_gives_up_after_grace_and_counts_the_rest() {
         let fake = Fake::new(Mode::Hang);
         let mut c = config(25);
-        c.queue_capacity = 100;
+        c.queue_bytes = 100 * 3; // a hundred 3-byte records
         let (h, _cancel) = start(c, &fake);
         h.send(rec("x"));
         sleep(Duration::from_millis(50)).await;

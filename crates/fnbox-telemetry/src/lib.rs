@@ -20,12 +20,14 @@
 //!
 //! # Design
 //! - **The function never waits on telemetry.** [`SubscriberHandle::send`] is a synchronous
-//!   `try_send` into a bounded queue; when the queue is full the record is dropped and counted
-//!   on the spot. No lock or await sits on the happy path.
+//!   send into a queue bounded in bytes (an atomic reservation, then an unbounded channel);
+//!   when the record does not fit it is dropped and counted on the spot. No lock or await sits
+//!   on the happy path. Bytes, not records, because a burst of short lines is many records but
+//!   little memory: a count bound dropped bursts a fast listener would have taken.
 //! - **One task, one batch in flight per subscriber.** The task awaits each POST and its
 //!   retries before taking more records off the queue, so records arrive in order and the
 //!   queue is the only buffer. A slow listener therefore costs queue space, never memory
-//!   beyond `queue_capacity` + one batch.
+//!   beyond `queue_bytes` + one batch.
 //! - **Drops are announced once per gap.** Queue-full drops, batches given up after
 //!   `max_attempts`, and the counts of notices whose own batch failed are aggregated into one
 //!   [`DroppedRecords`]; the engine's [`DropNotice`] encodes it (e.g. `platform.logsDropped`)
@@ -61,6 +63,6 @@ pub use connector::{Connector, Redirect, SocketFactory};
 pub use gate::FreezeGate;
 pub use subscriber::{
     ConfigError, DeliveryStats, DropNotice, DroppedRecords, Subscriber, SubscriberConfig,
-    SubscriberHandle, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE_CAPACITY,
+    SubscriberHandle, DEFAULT_BACKOFF, DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE_BYTES,
     DEFAULT_REQUEST_TIMEOUT,
 };

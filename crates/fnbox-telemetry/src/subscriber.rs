@@ -1,12 +1,12 @@
 //! One subscriber: its configuration, the handle the engine feeds, and the shared counters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -14,8 +14,12 @@ use crate::connector::Connector;
 use crate::delivery::{Delivery, HttpTransport};
 use crate::Buffering;
 
-/// Default bound of a subscriber's queue, in records.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+/// Default bound of a subscriber's queue, in bytes of encoded records: 64 MiB. A function
+/// printing a burst of a million 60-byte lines produces about 130 MB of records (FunctionGraph
+/// encoding); a listener that keeps up takes them off the queue while the burst goes on, so
+/// the backlog stays a fraction of that and nothing is dropped. A record-count bound (10,000
+/// before) dropped such bursts however fast the listener was.
+pub const DEFAULT_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Default number of POST attempts per batch (first try included).
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 3;
 /// Default delay before the first retry; doubled for each further retry.
@@ -29,17 +33,19 @@ const ABORT_SLACK: Duration = Duration::from_millis(500);
 
 /// Where and how one subscriber's records are delivered.
 ///
-/// Fields are public so callers can use struct-update syntax; zero `queue_capacity` or
-/// `max_attempts` are treated as 1 (a subscriber that could never receive anything is a bug,
-/// not a configuration).
+/// Fields are public so callers can use struct-update syntax; a zero `max_attempts` is treated
+/// as 1, and a record is always admitted into an empty queue whatever `queue_bytes` says (a
+/// subscriber that could never receive anything is a bug, not a configuration).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SubscriberConfig {
     /// The listener, an `http://` URI.
     pub uri: http::Uri,
     /// Batching limits.
     pub buffering: Buffering,
-    /// Records waiting for the delivery task; beyond this `send` drops (reason "queue full").
-    pub queue_capacity: usize,
+    /// Bytes of encoded records waiting for the delivery task; a record that would take the
+    /// queue beyond this is dropped by `send` (reason "queue full"). Records are counted by
+    /// their encoded size; the queue's own bookkeeping adds a few dozen bytes per record.
+    pub queue_bytes: usize,
     /// POST attempts per batch, first try included, before the batch is given up.
     pub max_attempts: u32,
     /// Delay before the first retry, doubled before each further one.
@@ -111,7 +117,7 @@ impl SubscriberConfig {
         Ok(SubscriberConfig {
             uri: parsed,
             buffering: Buffering::default(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_bytes: DEFAULT_QUEUE_BYTES,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
@@ -239,6 +245,10 @@ pub(crate) struct Shared {
     /// mutex, not atomics, so records and bytes of one drop always land in the same notice;
     /// it is only touched on the drop path and by the task once per batch.
     pub(crate) unreported: Mutex<DropAccount>,
+    /// Bytes of the records in the queue (added by `send`, taken off by the delivery task).
+    pub(crate) queued_bytes: AtomicUsize,
+    /// The bound on `queued_bytes`.
+    pub(crate) queue_bytes: usize,
     /// Set by `close`: `send` refuses from then on.
     pub(crate) closed: AtomicBool,
     /// Fired by `close`: flush everything queued, then exit.
@@ -251,6 +261,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Reserves room for `len` bytes in the queue; false when they do not fit. An empty queue
+    /// takes any record, so an oversized one is not lost for good.
+    fn reserve(&self, len: usize) -> bool {
+        let mut queued = self.queued_bytes.load(Ordering::Relaxed);
+        loop {
+            if queued != 0 && queued.saturating_add(len) > self.queue_bytes {
+                return false;
+            }
+            match self.queued_bytes.compare_exchange_weak(
+                queued,
+                queued + len,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => queued = now,
+            }
+        }
+    }
+
+    /// Gives back the room of a record taken off the queue.
+    pub(crate) fn release(&self, len: usize) {
+        self.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+    }
+
     pub(crate) fn take_unreported(&self) -> DropAccount {
         std::mem::take(&mut *self.unreported.lock().unwrap_or_else(|e| e.into_inner()))
     }
@@ -307,9 +342,12 @@ pub(crate) fn spawn_with<T: crate::delivery::Transport>(
     tracker: &TaskTracker,
     cancel: CancellationToken,
 ) -> SubscriberHandle {
-    let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+    // Unbounded as a channel; bounded in bytes by `Shared::reserve` before every send.
+    let (tx, rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         uri: config.uri.clone(),
+        queued_bytes: AtomicUsize::new(0),
+        queue_bytes: config.queue_bytes,
         counters: Counters::default(),
         unreported: Mutex::new(DropAccount::default()),
         closed: AtomicBool::new(false),
@@ -325,34 +363,33 @@ pub(crate) fn spawn_with<T: crate::delivery::Transport>(
 /// The engine's side of a subscriber. Cheap to clone; all clones feed the same queue.
 #[derive(Clone, Debug)]
 pub struct SubscriberHandle {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::UnboundedSender<Bytes>,
     shared: Arc<Shared>,
 }
 
 impl SubscriberHandle {
-    /// Never blocks, never awaits: enqueues or, when the bounded queue is full, drops and
-    /// counts (reason "queue full"; announced by a notice at the head of the next batch).
+    /// Never blocks, never awaits: enqueues or, when the record does not fit in the queue's
+    /// byte bound, drops and counts (reason "queue full"; announced by a notice at the head of the next batch).
     /// After [`close`](Self::close) records are discarded and counted as dropped.
     pub fn send(&self, record: Bytes) {
         if self.shared.closed.load(Ordering::Relaxed) {
             self.shared.counters.dropped(1, record.len() as u64);
             return;
         }
-        match self.tx.try_send(record) {
-            Ok(()) => {}
-            Err(TrySendError::Full(record)) => {
-                let bytes = record.len() as u64;
-                self.shared.counters.dropped(1, bytes);
-                self.shared
-                    .unreported
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .add(1, bytes, REASON_QUEUE_FULL);
-            }
+        let bytes = record.len();
+        if !self.shared.reserve(bytes) {
+            self.shared.counters.dropped(1, bytes as u64);
+            self.shared
+                .unreported
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .add(1, bytes as u64, REASON_QUEUE_FULL);
+            return;
+        }
+        if let Err(mpsc::error::SendError(record)) = self.tx.send(record) {
             // The task has stopped (cancelled): nobody is left to announce it.
-            Err(TrySendError::Closed(record)) => {
-                self.shared.counters.dropped(1, record.len() as u64);
-            }
+            self.shared.release(bytes);
+            self.shared.counters.dropped(1, record.len() as u64);
         }
     }
 
@@ -408,7 +445,7 @@ mod tests {
         let c = SubscriberConfig::new("http://127.0.0.1:8081/telemetry").unwrap();
         assert_eq!(c.uri, "http://127.0.0.1:8081/telemetry");
         assert_eq!(c.buffering, Buffering::default());
-        assert_eq!(c.queue_capacity, 10_000);
+        assert_eq!(c.queue_bytes, 64 * 1024 * 1024);
         assert_eq!(c.max_attempts, 3);
         assert_eq!(c.backoff, Duration::from_millis(100));
         assert_eq!(c.request_timeout, Duration::from_secs(10));

@@ -303,7 +303,7 @@ async fn unreachable_listener_never_slows_the_sender() {
     // Our port, where nothing listens: every connection is refused.
     let (_reserved, addr) = Listener::reserve();
     let mut c = config(&format!("http://{addr}/"), buffering(1000, 262_144, 25));
-    c.queue_capacity = 1000;
+    c.queue_bytes = (1..=1000).map(|i| record(i).len()).sum();
     let h = spawn(c);
     // `send` is synchronous and never awaits delivery, so the loop cannot wait on the refused
     // POSTs; what follows checks that every record is accounted for all the same.
@@ -353,7 +353,7 @@ async fn slow_listener_bounds_the_queue_and_close_respects_grace() {
     // Effectively never answers: whatever returns while the POST is in flight did not wait.
     listener.delay(Duration::from_secs(3600));
     let mut c = config(&listener.uri(), buffering(1000, 262_144, 25));
-    c.queue_capacity = 100;
+    c.queue_bytes = (1..=100).map(|i| record(i).len()).sum(); // records 1..=100 fit
     let h = spawn(c);
     h.send(record(0));
     eventually("the first batch in flight", || {
@@ -364,7 +364,7 @@ async fn slow_listener_bounds_the_queue_and_close_respects_grace() {
     for i in 1..=10_000 {
         h.send(record(i));
     }
-    // The task is stuck on the in-flight POST: exactly the queue's capacity is kept, and the
+    // The task is stuck on the in-flight POST: exactly the queue's byte bound is kept, and the
     // sends returned although that POST is still unanswered.
     assert_eq!(h.stats().dropped_records, 10_000 - 100);
     assert!(
@@ -391,7 +391,7 @@ async fn queue_full_drops_are_counted_and_announced() {
     let listener = Listener::start().await;
     listener.delay(Duration::from_millis(500));
     let mut c = config(&listener.uri(), buffering(1000, 262_144, 25));
-    c.queue_capacity = 10;
+    c.queue_bytes = (1..=10).map(|i| record(i).len()).sum(); // records 1..=10 fit
     let h = spawn(c);
     h.send(record(0));
     eventually("the first batch in flight", || {

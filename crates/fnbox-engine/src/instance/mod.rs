@@ -256,6 +256,7 @@ impl Instance {
         let bus = Bus::new(tracker.clone(), cancel.clone())
             .with_connector(connector.clone())
             .with_freeze(freeze_gate.clone())
+            .with_queue_bytes(engine.config.telemetry_queue_bytes)
             .with_tap(tap.clone());
         tap.observers.send(
             &tap.function,

@@ -299,7 +299,11 @@ impl Splitter {
         (self.sink)(LogLine {
             role: self.role.clone(),
             pipe: self.pipe,
-            text: String::from_utf8_lossy(bytes).into_owned(),
+            // Valid UTF-8 (nearly every line) is checked and copied in one pass.
+            text: match std::str::from_utf8(bytes) {
+                Ok(s) => s.to_owned(),
+                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+            },
         });
     }
 
@@ -404,7 +408,7 @@ fn append_capped(line: &mut Vec<u8>, mut data: &[u8], emit: &impl Fn(&[u8])) {
 }
 
 fn memchr(needle: u8, haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == needle)
+    memchr::memchr(needle, haystack)
 }
 
 #[cfg(test)]
