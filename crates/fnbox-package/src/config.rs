@@ -43,6 +43,8 @@ pub const FIELDS: &[&str] = &[
     "dialect",
     "network",
     "async_invoke_config",
+    "layers",
+    "dependencies",
 ];
 
 /// Most characters `user_data` names and values may hold together.
@@ -90,6 +92,12 @@ pub struct FunctionConfig {
     pub network: Network,
     /// Asynchronous invocation settings (`async_invoke_config`), FunctionGraph's names.
     pub async_invoke_config: Option<AsyncInvokeConfig>,
+    /// `layers:` (Lambda): directories or `.zip` files, relative to the package, merged in
+    /// order (later ones win) and presented at `/opt`.
+    pub layers: Vec<String>,
+    /// `dependencies:` (FunctionGraph): directories or `.zip` files, relative to the package,
+    /// merged with the code directory (a dependency's file wins on a clash).
+    pub dependencies: Vec<String>,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -197,6 +205,8 @@ impl FunctionConfig {
             dialect: Dialect::FunctionGraph,
             network: Network::Isolated,
             async_invoke_config: None,
+            layers: Vec::new(),
+            dependencies: Vec::new(),
         }
     }
 
@@ -545,8 +555,11 @@ impl Fields<'_> {
         };
 
         let async_invoke_config = self.async_invoke_config()?;
+        let (layers, dependencies) = self.sources(dialect)?;
 
         Ok(FunctionConfig {
+            layers,
+            dependencies,
             network,
             async_invoke_config,
             func_name,
@@ -981,7 +994,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 mod async_invoke;
+mod sources;
 pub use async_invoke::{AsyncDestination, AsyncInvokeConfig};
+pub use sources::{MAX_DEPENDENCIES, MAX_LAYERS};
 
 #[cfg(test)]
 mod tests;
