@@ -685,3 +685,19 @@ async fn telemetry_subscription_delivers_lambda_records_to_loopback() {
         )
     );
 }
+
+/// A `provided` function without `handler:` has none on Lambda: the register response says
+/// `""` (what Lambda and its emulator pass on), not FunctionGraph's `index.handler` default.
+#[tokio::test]
+async fn register_response_handler_is_empty_when_none_is_configured() {
+    let pkg = FixturePackage::bash("func_name: lam\ndialect: lambda\n", "exit 0");
+    pkg.write_exec("extensions/ext-a", "#!/bin/sh\n");
+    let package = Arc::new(fnbox_package::load(pkg.path()).expect("package"));
+    let (api, _init_rx) = InstanceApi::detached(package, "lam-128-00000000");
+    let r = register(&Arc::new(api), "ext-a", r#"{"events":["INVOKE"]}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"functionName":"lam","functionVersion":"$LATEST","handler":""})
+    );
+}

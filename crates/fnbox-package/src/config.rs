@@ -465,10 +465,18 @@ impl Fields<'_> {
             },
         };
 
-        let handler = self
-            .string("handler")?
-            .map_or(defaults.handler, str::to_owned);
-        let handler_spec = self.check_handler("handler", &handler, &runtime)?;
+        let handler = match self.string("handler")? {
+            Some(h) => h.to_owned(),
+            // Lambda passes the configured handler through (`_HANDLER`, the extension register
+            // response) and has no default: without one, a `provided` function's is "".
+            None if dialect == Dialect::Lambda && runtime.needs_bootstrap() => String::new(),
+            None => defaults.handler,
+        };
+        let handler_spec = if handler.is_empty() && self.string("handler")?.is_none() {
+            None
+        } else {
+            self.check_handler("handler", &handler, &runtime)?
+        };
 
         let memory_size = match self.integer("memory_size")? {
             None => defaults.memory_size,
