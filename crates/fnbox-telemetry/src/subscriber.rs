@@ -46,6 +46,8 @@ pub struct SubscriberConfig {
     pub backoff: Duration,
     /// Time limit of one POST (connect, request and response).
     pub request_timeout: Duration,
+    /// The HTTP method of a delivery: POST, or PUT where a Lambda Logs API subscriber asks.
+    pub method: http::Method,
 }
 
 /// A destination URI fnbox cannot deliver to.
@@ -112,6 +114,7 @@ impl SubscriberConfig {
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            method: http::Method::POST,
         })
     }
 }
@@ -290,7 +293,8 @@ impl Subscriber {
             connector,
             tracker.clone(),
             cancel.clone(),
-        );
+        )
+        .with_method(config.method.clone());
         spawn_with(config, notice, transport, tracker, cancel)
     }
 }

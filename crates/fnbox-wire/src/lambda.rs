@@ -243,6 +243,12 @@ pub struct Destination {
     /// TCP port (LMI schema).
     #[serde(default)]
     pub port: Option<u64>,
+    /// `POST` (default) or `PUT`: the Logs API lets a subscriber choose.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `JSON` (the only encoding).
+    #[serde(default)]
+    pub encoding: Option<String>,
 }
 
 /// Telemetry API records (lambda-facts §3.3–3.4): the `{"time","type","record"}` events
