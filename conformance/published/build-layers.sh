@@ -5,7 +5,8 @@
 #   python-logs.zip    python-example-logs-api-extension, `zip -r extension.zip ./extensions`
 #   nodejs/            nodejs-example-extension, `npm install`
 #   go/                go-example-extension, `GOOS=linux GOARCH=amd64 go build -o extensions/…`
-# Needs python3 + pip (PyPI), npm (npm registry), go (Debian golang-go; no modules needed), zip.
+# Needs pip (PyPI; $PIP, default `python3 -m pip`), npm (npm registry), go (Debian golang-go;
+# no modules needed), zip.
 #
 #   conformance/published/build-layers.sh OUT_DIR
 set -euo pipefail
@@ -18,7 +19,7 @@ out=$(cd "$out" && pwd)
 py="$src/python-example-telemetry-api-extension"
 rm -rf "$out/python-telemetry" && mkdir -p "$out/python-telemetry"
 cp -a "$py/extensions" "$py/python_example_telemetry_api_extension" "$out/python-telemetry/"
-python3 -m pip install --quiet --disable-pip-version-check \
+${PIP:-python3 -m pip} install --quiet --disable-pip-version-check \
   -r "$out/python-telemetry/python_example_telemetry_api_extension/requirements.txt" \
   -t "$out/python-telemetry/python_example_telemetry_api_extension/"
 
