@@ -12,7 +12,8 @@ use bytes::Bytes;
 
 use crate::error::StoreError;
 use crate::store::{
-    AsyncStatus, AttemptEnd, Claimed, DueDelivery, InvokeSource, ListFilter, ListPage, StateCounts,
+    AsyncStatus, AttemptEnd, Claimed, DueDelivery, FunctionDepth, InvokeSource, ListFilter,
+    ListPage, StateCounts,
 };
 
 /// A boxed, sendable future of a store result (the trait is used as `dyn Backend`).
@@ -39,6 +40,8 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn list(&self, filter: ListFilter) -> StoreFuture<'_, ListPage>;
     /// Rows per state.
     fn counts(&self) -> StoreFuture<'_, StateCounts>;
+    /// Queued and running rows per function (functions with neither are left out).
+    fn depth_by_function(&self) -> StoreFuture<'_, Vec<FunctionDepth>>;
     /// `(function, earliest next_attempt_at_ms)` of every function with queued work.
     fn queued_functions(&self) -> StoreFuture<'_, Vec<(String, i64)>>;
     /// Marks up to `limit` due rows of `function` `running` (owned by this process) and

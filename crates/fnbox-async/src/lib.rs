@@ -112,8 +112,8 @@ pub use settings::{
 };
 pub use store::{
     parse_fg_time, AsyncState, AsyncStatus, AsyncStore, AttemptOutcome, AttemptRecord,
-    DeliveryState, DeliveryStatus, InvokeSource, ListFilter, ListPage, StateCounts, DB_FILE_NAME,
-    LOCK_FILE_NAME, SCHEMA_VERSION,
+    DeliveryState, DeliveryStatus, FunctionDepth, InvokeSource, ListFilter, ListPage, StateCounts,
+    DB_FILE_NAME, LOCK_FILE_NAME, SCHEMA_VERSION,
 };
 pub use worker::{AsyncWorker, InvokeAttempt, Invoker};
 

@@ -51,8 +51,8 @@ use crate::error::StoreError;
 use crate::notification::Condition;
 use crate::store::{
     now_ms, AsyncState, AsyncStatus, AttemptEnd, AttemptOutcome, AttemptRecord, Claimed,
-    DeliveryState, DeliveryStatus, DueDelivery, InvokeSource, ListFilter, ListPage, StateCounts,
-    Transition,
+    DeliveryState, DeliveryStatus, DueDelivery, FunctionDepth, InvokeSource, ListFilter, ListPage,
+    StateCounts, Transition, DEPTH_QUERY,
 };
 
 /// Schema version this binary writes (`fnbox_schema_version.version`).
@@ -696,6 +696,26 @@ impl Backend for PgQueue {
                 count: count as u64,
                 next_marker,
             })
+        })
+    }
+
+    fn depth_by_function(&self) -> StoreFuture<'_, Vec<FunctionDepth>> {
+        Box::pin(async move {
+            let client = self.client().await?;
+            let mut out = Vec::new();
+            for r in client
+                .query(DEPTH_QUERY, &[])
+                .await
+                .map_err(|e| self.error(e))?
+            {
+                FunctionDepth::add(
+                    &mut out,
+                    r.get::<_, &str>(0),
+                    r.get::<_, &str>(1),
+                    r.get::<_, i64>(2) as u64,
+                );
+            }
+            Ok(out)
         })
     }
 

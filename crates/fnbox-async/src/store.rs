@@ -478,6 +478,47 @@ pub struct StateCounts {
     pub deliveries_pending: u64,
 }
 
+/// The async queue of one function: what waits and what runs now (for the `fnbox.async.*`
+/// metrics, which are per function because every function is its own OTLP service).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FunctionDepth {
+    /// Function name.
+    pub function: String,
+    /// Queued (waiting for an attempt, including retries not due yet).
+    pub queued: u64,
+    /// Running (an attempt in flight on some node).
+    pub running: u64,
+}
+
+impl FunctionDepth {
+    /// Adds `n` rows of `state` (`queued`/`running`; other states are not queue depth) to the
+    /// function's entry in `out`, which is sorted by function.
+    pub(crate) fn add(out: &mut Vec<FunctionDepth>, function: &str, state: &str, n: u64) {
+        let at = match out.binary_search_by(|d| d.function.as_str().cmp(function)) {
+            Ok(i) => i,
+            Err(i) => {
+                out.insert(
+                    i,
+                    FunctionDepth {
+                        function: function.to_string(),
+                        ..Default::default()
+                    },
+                );
+                i
+            }
+        };
+        match AsyncState::parse(state) {
+            Some(AsyncState::Queued) => out[at].queued = n,
+            Some(AsyncState::Running) => out[at].running = n,
+            _ => {}
+        }
+    }
+}
+
+/// The query both backends run for [`FunctionDepth`].
+pub(crate) const DEPTH_QUERY: &str = "SELECT function, state, COUNT(*) FROM invocations \
+     WHERE state IN ('queued', 'running') GROUP BY function, state";
+
 /// A row the worker took for an attempt.
 #[derive(Clone, Debug)]
 pub(crate) struct Claimed {
@@ -714,6 +755,11 @@ impl AsyncStore {
         self.backend.counts().await
     }
 
+    /// Queued and running invocations per function.
+    pub async fn depth_by_function(&self) -> Result<Vec<FunctionDepth>, StoreError> {
+        self.backend.depth_by_function().await
+    }
+
     /// Wakes the worker (new work, or a slot became free).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
@@ -867,6 +913,13 @@ impl Backend for SqliteQueue {
         Box::pin(self.blocking(move |inner| {
             let conn = inner.reader.lock().expect("reader lock");
             counts(&conn).map_err(|e| inner.db_error(e))
+        }))
+    }
+
+    fn depth_by_function(&self) -> StoreFuture<'_, Vec<FunctionDepth>> {
+        Box::pin(self.blocking(move |inner| {
+            let conn = inner.reader.lock().expect("reader lock");
+            depth_by_function(&conn).map_err(|e| inner.db_error(e))
         }))
     }
 
@@ -1423,6 +1476,23 @@ fn list(conn: &Connection, f: &ListFilter) -> rusqlite::Result<ListPage> {
         count: count as u64,
         next_marker,
     })
+}
+
+fn depth_by_function(conn: &Connection) -> rusqlite::Result<Vec<FunctionDepth>> {
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare_cached(DEPTH_QUERY)?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (function, state, n) = row?;
+        FunctionDepth::add(&mut out, &function, &state, n as u64);
+    }
+    Ok(out)
 }
 
 fn counts(conn: &Connection) -> rusqlite::Result<StateCounts> {

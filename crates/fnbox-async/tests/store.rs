@@ -358,7 +358,51 @@ async fn list_filters_and_pages_like_functiongraph(q: Queue) {
     assert_eq!(fnbox_async::parse_fg_time("yesterday"), None);
 }
 
+async fn depth_by_function_counts_what_waits_per_function(q: Queue) {
+    let (store, _q) = q.open().await;
+    assert_eq!(store.depth_by_function().await.unwrap(), vec![]);
+    for (function, id) in [("g", "g0"), ("f", "f0"), ("f", "f1"), ("f", "f2")] {
+        store
+            .enqueue(function, id, Bytes::new(), InvokeSource::FunctionGraph)
+            .await
+            .unwrap();
+    }
+    let depth = store.depth_by_function().await.unwrap();
+    let got: Vec<_> = depth
+        .iter()
+        .map(|d| (d.function.as_str(), d.queued, d.running))
+        .collect();
+    assert_eq!(got, vec![("f", 3, 0), ("g", 1, 0)]);
+}
+
+#[tokio::test]
+async fn depth_by_function_counts_running_and_leaves_finished_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = AsyncStore::open(dir.path()).unwrap();
+    for (function, id) in [("f", "a"), ("f", "b"), ("g", "c"), ("h", "d")] {
+        store
+            .enqueue(function, id, Bytes::new(), InvokeSource::FunctionGraph)
+            .await
+            .unwrap();
+    }
+    // One attempt in flight for f, g's only row finished, h untouched.
+    raw(dir.path())
+        .execute_batch(
+            "UPDATE invocations SET state = 'running', started_at_ms = 1 WHERE request_id = 'a';
+             UPDATE invocations SET state = 'succeeded', attempts = 1, finished_at_ms = 2,
+                 condition = 'Success' WHERE request_id = 'c';",
+        )
+        .unwrap();
+    let depth = store.depth_by_function().await.unwrap();
+    let got: Vec<_> = depth
+        .iter()
+        .map(|d| (d.function.as_str(), d.queued, d.running))
+        .collect();
+    assert_eq!(got, vec![("f", 1, 1), ("h", 1, 0)]);
+}
+
 both!(
+    depth_by_function_counts_what_waits_per_function,
     payload_limit_is_256_kib,
     duplicate_and_invalid_request_ids_are_refused,
     list_filters_and_pages_like_functiongraph,

@@ -2,6 +2,7 @@
 //! the engine. Subcommands return [`MainError`]; [`main`] alone prints it and maps it to the
 //! documented exit code ([`ExitCode`]).
 
+mod contain;
 mod echo;
 mod error;
 mod exttest;
@@ -77,6 +78,10 @@ pub struct RunArgs {
     /// How memory limits are enforced.
     #[arg(long, value_enum, default_value_t = MemoryModeArg::Auto)]
     pub memory_mode: MemoryModeArg,
+    /// Directory for fnbox's state, created when needed: zip packages are extracted under
+    /// `packages/` (removed at exit, or by the next start after a kill).
+    #[arg(long, env = "FNBOX_DATA_DIR", default_value = "./.fnbox")]
+    pub data_dir: PathBuf,
     #[command(flatten)]
     pub otlp: otel::OtlpArgs,
 }

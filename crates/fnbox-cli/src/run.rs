@@ -13,6 +13,7 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// invocation does not stop the loop; an init failure or an engine error does. Every error is
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
+    let _extraction = crate::contain::prepare_extraction(&args.data_dir);
     let package = Arc::new(fnbox_package::load(&args.package)?);
     for note in &package.notes {
         eprintln!("note: {note}");
@@ -44,9 +45,12 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     let (network, network_line) =
         fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());
     eprintln!("{}", package_network_line(&package, &network, network_line));
+    let (containment, containment_line, _watchdog) = crate::contain::setup(&memory).await;
+    eprintln!("{containment_line}");
     let mut config = EngineConfig::new(memory);
     config.network = network;
-    config.host_path = std::env::var("PATH").ok();
+    config.containment = containment;
+    config.host_path = crate::contain::host_path(&config.containment);
     config.echo = Some(crate::echo::stderr_echo(false));
     let (otel_echo, otel_lines) = fnbox_otel::output_channel();
     if otlp.is_some() {

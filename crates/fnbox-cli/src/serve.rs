@@ -195,6 +195,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(MainError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(MainError::Signals)?;
     let settings = settings(&args)?;
+    let _extraction = crate::contain::prepare_extraction(&args.data_dir);
     let memory = memory_controller(args.memory_mode)?;
     // What a killed fnbox left (may wait up to 2 s per group for processes to leave): off the
     // async workers.
@@ -203,9 +204,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let memory_line = memory.describe();
     let (network, network_line) =
         fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());
+    let (containment, containment_line, _watchdog) = crate::contain::setup(&memory).await;
     let mut config = EngineConfig::new(memory);
     config.network = network;
-    config.host_path = std::env::var("PATH").ok();
+    config.containment = containment;
+    config.host_path = crate::contain::host_path(&config.containment);
     let (otel_echo, otel_lines) = fnbox_otel::output_channel();
     config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
     config.pod_name = args.pod_name.clone();
@@ -249,6 +252,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{memory_line}");
     let _ = writeln!(out, "{network_line}");
+    let _ = writeln!(out, "{containment_line}");
     let _ = writeln!(
         out,
         "async invocations: {} ({} queued, {} succeeded, {} failed; {} interrupted by the last stop put back in the queue)",
@@ -322,8 +326,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
                     _ = stop.cancelled() => break,
                     _ = every.tick() => {}
                 }
-                match store.counts().await {
-                    Ok(c) => exporters.set_async_depth(c.queued, c.running),
+                match store.depth_by_function().await {
+                    Ok(d) => exporters.set_async_depth(
+                        &d.into_iter()
+                            .map(|f| (f.function, f.queued, f.running))
+                            .collect::<Vec<_>>(),
+                    ),
                     Err(e) => tracing::debug!(error = %e, "async queue depth not sampled"),
                 }
             }

@@ -270,7 +270,10 @@ done
         r#"while next; do fail "$REQUEST_ID" '{"errorType":"Nope","errorMessage":"never"}'; done"#,
     );
     let data = tempfile::tempdir().unwrap();
-    let s = Serve::start(
+    // State shared across instances and restarts lives in a host directory the function writes
+    // (as a platform function would use external storage): outside containment, which gives
+    // each instance a private /tmp and no writable host path.
+    let s = Serve::start_with_env(
         FNBOX,
         &[
             flaky.path().to_str().unwrap(),
@@ -280,6 +283,7 @@ done
             "--async-retry-delay",
             "300ms",
         ],
+        &[("FNBOX_CONTAINMENT", "off")],
     );
     let url = s.url();
     let started = Instant::now();
@@ -370,7 +374,10 @@ done
         "--async-retry-delay",
         "200ms",
     ];
-    let s = Serve::start(FNBOX, &args);
+    // State shared across instances and restarts lives in a host directory the function writes
+    // (as a platform function would use external storage): outside containment, which gives
+    // each instance a private /tmp and no writable host path.
+    let s = Serve::start_with_env(FNBOX, &args, &[("FNBOX_CONTAINMENT", "off")]);
     let cgroup = s
         .startup
         .iter()
@@ -419,7 +426,8 @@ done
     let (code, _) = s.wait(Duration::from_secs(10));
     assert_eq!(code, None, "killed by a signal");
 
-    let s = Serve::start(FNBOX, &args);
+    // Outside containment, as above: the run log is a host file.
+    let s = Serve::start_with_env(FNBOX, &args, &[("FNBOX_CONTAINMENT", "off")]);
     let startup = s.startup.join("\n");
     assert!(startup.contains(" queued"), "{startup}");
     if cgroup {

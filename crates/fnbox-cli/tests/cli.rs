@@ -194,7 +194,7 @@ fn run_prints_the_answer_when_an_extension_never_answers_its_push() {
             "{}\n{}",
             fnbox_testkit::BASH_HTTP,
             // Accepts every push and never answers it; registers once it listens.
-            r#"export MARK="$RUNTIME_CODE_ROOT/listening.$$"
+            r#"export MARK="/tmp/listening.$$"
 python3 -c '
 import os, socket
 s = socket.socket()

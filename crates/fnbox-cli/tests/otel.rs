@@ -264,6 +264,22 @@ async fn ten_invocations_become_spans_metrics_and_correlated_logs() {
         .iter()
         .any(|m| m.name == "faas.mem_usage" && m.unit == "By"));
     assert!(metrics.iter().any(|m| m.name == "fnbox.instances"));
+    // The function's async queue depth is a gauge of its own service (nothing queued here).
+    let depth = metrics
+        .iter()
+        .find(|m| m.name == "fnbox.async.invocations")
+        .expect("fnbox.async.invocations");
+    let Some(Data::Gauge(g)) = &depth.data else {
+        panic!("{depth:?}")
+    };
+    let mut states: Vec<_> = g
+        .data_points
+        .iter()
+        .map(|p| string_attr(&p.attributes, "state").unwrap_or_default())
+        .collect();
+    states.sort();
+    states.dedup();
+    assert_eq!(states, ["queued", "running"]);
 
     // Logs: each invocation's lines carry its trace and span; the function saw that context.
     let logs = receiver.logs();

@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// telemetry batches) really go, given the address the extension registered. `None` (the
     /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
     pub listener_redirect: Option<fnbox_telemetry::Redirect>,
+    /// What instances' processes may do ([`crate::contain`]). [`EngineConfig::new`] contains
+    /// nothing; the CLI sets [`crate::contain::Containment::detect`]'s answer.
+    pub containment: crate::contain::Containment,
 }
 
 impl EngineConfig {
@@ -59,6 +62,7 @@ impl EngineConfig {
             network: NetworkMode::Host,
             pod_name: None,
             listener_redirect: None,
+            containment: crate::contain::Containment::off("EngineConfig::new"),
         }
     }
 }

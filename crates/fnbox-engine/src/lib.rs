@@ -11,8 +11,11 @@
 //! - [`launch`]: how each runtime kind is started.
 //! - [`netns`]: per-instance network namespaces (loopback only) and the socket factory that
 //!   reaches into them; [`NetworkMode`] and the host-network fallback.
+//! - [`contain`]: containment (unprivileged uid, mount namespace with a private `/tmp` and the
+//!   platforms' paths, pids and file limits).
 //! - [`dialect`]: the trait a dialect implements: every decision where the platforms differ.
 
+pub mod contain;
 pub mod dialect;
 pub mod engine;
 pub mod http_util;

@@ -117,7 +117,7 @@ pub(crate) fn self_identity() -> (i32, u64) {
 }
 
 /// Whether the process `pid` started at `start` is still running.
-fn process_alive(pid: i32, start: u64) -> bool {
+pub(crate) fn process_alive(pid: i32, start: u64) -> bool {
     match fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(t) => parse_proc_stat(&t).is_some_and(|s| s.starttime == start),
         Err(_) => false,
@@ -302,6 +302,54 @@ fn try_v1_base(base: &Path) -> Result<CgroupSetup, LimitError> {
     })
 }
 
+/// Prepares the cgroup v1 `pids` hierarchy: `<pids mount>/fnbox/<run>/`, or under our own
+/// pids cgroup when the hierarchy root is not writable (as [`setup_v1`] does for memory).
+pub(crate) fn setup_pids_v1() -> Result<CgroupSetup, LimitError> {
+    let mounts = mounts()?;
+    let mount = mounts
+        .iter()
+        .find(|m| m.fstype == "cgroup" && m.has_super_opt("pids"))
+        .ok_or_else(|| unsupported("no cgroup v1 pids hierarchy mounted"))?;
+    let mut candidates = vec![mount.mount_point.join(BASE_NAME)];
+    if let Ok(cg) = fs::read_to_string("/proc/self/cgroup") {
+        if let Some(own_dir) = v1_cgroup_path(&cg, "pids").and_then(|own| cgroup_dir(mount, own)) {
+            if own_dir != mount.mount_point {
+                candidates.push(own_dir.join(BASE_NAME));
+            }
+        }
+    }
+    let mut errors = Vec::new();
+    for base in candidates {
+        let attempt = mkdir(&base).and_then(|()| {
+            let lease = OwnerLease::acquire(&base, Version::V1)?;
+            write(&lease.dir.join("pids.max"), "max")?;
+            Ok(CgroupSetup {
+                version: Version::V1,
+                base: base.clone(),
+                lease,
+            })
+        });
+        match attempt {
+            Ok(setup) => return Ok(setup),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    Err(unsupported(errors.join("; ")))
+}
+
+/// Enables the `pids` controller for the children of every directory from `root` down to
+/// `run_dir` (cgroup v2), so each instance's memory group also has `pids.max`.
+pub(crate) fn enable_pids_v2(setup: &CgroupSetup) -> Result<(), LimitError> {
+    let root = setup.base.parent().unwrap_or(&setup.base).to_path_buf();
+    for dir in [root.as_path(), setup.base.as_path(), setup.run_dir()] {
+        let path = dir.join("cgroup.subtree_control");
+        if !read(&path)?.split_whitespace().any(|c| c == "pids") {
+            write(&path, "+pids")?;
+        }
+    }
+    Ok(())
+}
+
 impl CgroupSetup {
     pub(crate) fn run_dir(&self) -> &Path {
         &self.lease.dir
@@ -382,7 +430,7 @@ pub(crate) fn kill_all(dir: &Path, version: Version) {
 }
 
 /// What one `rmdir` of a group directory achieved.
-enum Rmdir {
+pub(crate) enum Rmdir {
     /// The directory is gone (removed now, or already).
     Gone,
     /// `EBUSY`: processes (or a child cgroup) are still inside.
@@ -391,7 +439,7 @@ enum Rmdir {
     Failed(io::Error),
 }
 
-fn try_rmdir(dir: &Path) -> Rmdir {
+pub(crate) fn try_rmdir(dir: &Path) -> Rmdir {
     match fs::remove_dir(dir) {
         Ok(()) => Rmdir::Gone,
         Err(e) if e.kind() == io::ErrorKind::NotFound => Rmdir::Gone,

@@ -58,6 +58,7 @@
 
 mod cgroup;
 mod parse;
+mod pids;
 mod rss;
 mod sampler;
 
@@ -68,6 +69,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cgroup::{CgroupGroup, CgroupSetup};
+pub use pids::{run_dir_name, sweep_run_dirs, PidsController, PidsGroup, Watchdog};
 use rss::RssState;
 use sampler::{Sampler, SAMPLE_INTERVAL};
 

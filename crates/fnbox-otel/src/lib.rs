@@ -22,7 +22,8 @@
 //!   `faas.errors` (error or failure), `faas.timeouts`, `faas.coldstarts` (init phases),
 //!   `faas.invoke_duration` / `faas.init_duration` (s), `faas.mem_usage` (By); fnbox's own
 //!   `fnbox.instances` by state, `fnbox.pool.refusals`, `fnbox.telemetry.delivered_records` /
-//!   `dropped_records` per subscriber of the live instances. Prometheus adds
+//!   `dropped_records` per subscriber of the live instances, `fnbox.async.invocations`
+//!   (queued/running, the function's async queue as the server last sampled it). Prometheus adds
 //!   `fnbox_observations_lost_total` and `fnbox_otlp_export_failures_total`.
 //! - Logs: `[Function]` and `[Extension]` lines, and with [`output_channel`] every other output
 //!   line, with the trace and span of the invocation in flight on their instance.
@@ -83,6 +84,11 @@ pub const MEMORY_BUCKETS: [f64; 14] = [
 /// Every function's instances (name, listing), read when metrics are collected.
 pub type InstancesFn = Arc<dyn Fn() -> Vec<(String, Vec<InstanceInfo>)> + Send + Sync>;
 
+/// The async queue's depth per function as last sampled: name → (queued, running). Written
+/// by [`Exporters::set_async_depth`] from the server's sampler, read by the OTLP gauge's
+/// callback when the SDK collects (so collection never queries the store).
+pub(crate) type AsyncDepth = Arc<std::sync::Mutex<std::collections::HashMap<String, (u64, u64)>>>;
+
 /// What the exporters know about a served function.
 #[derive(Clone, Debug)]
 pub struct FunctionInfo {
@@ -142,6 +148,7 @@ pub fn output_channel() -> (LineEcho, OutputLines) {
 /// Runs the exporters; [`Exporters::shutdown`] flushes them.
 pub struct Exporters {
     prom: Arc<prom::Prom>,
+    depth: AsyncDepth,
     otlp: Option<Arc<otlp::Otlp>>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
@@ -152,11 +159,13 @@ impl Exporters {
     /// cannot be built) name what failed. Must run inside a tokio runtime.
     pub fn start(engine: &Engine, options: Options) -> Result<Self, String> {
         let prom = Arc::new(prom::Prom::new(options.instances.clone()));
+        let depth = AsyncDepth::default();
         let otlp = match &options.otlp {
             Some(c) => Some(Arc::new(otlp::Otlp::new(
                 c,
                 &options.functions,
                 options.instances.clone(),
+                depth.clone(),
             )?)),
             None => None,
         };
@@ -171,6 +180,7 @@ impl Exporters {
         ));
         Ok(Self {
             prom,
+            depth,
             otlp,
             cancel,
             task,
@@ -200,15 +210,29 @@ impl Exporters {
         self.prom.render()
     }
 
-    /// The async queue's depth as last sampled (`fnbox_async_invocations{state}`); the server
-    /// samples the store off the invoke path and calls this.
-    pub fn set_async_depth(&self, queued: u64, running: u64) {
+    /// The async queue's depth as last sampled, per function `(name, queued, running)`: the
+    /// node-wide totals become Prometheus' `fnbox_async_invocations{state}`, each function's
+    /// own counts its OTLP `fnbox.async.invocations{state}` gauge (every function is its own
+    /// OTLP service, so a node-wide figure has no resource to live on). A function missing
+    /// from `per_function` has nothing queued or running. The server samples the store off the
+    /// invoke path and calls this.
+    pub fn set_async_depth(&self, per_function: &[(String, u64, u64)]) {
+        let (queued, running) = per_function
+            .iter()
+            .fold((0u64, 0u64), |(q, r), (_, fq, fr)| (q + fq, r + fr));
         for (state, n) in [("queued", queued), ("running", running)] {
             self.prom
                 .async_invocations
                 .get_or_create(&vec![("state".to_string(), state.to_string())])
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let mut depth = self.depth.lock().expect("async depth lock");
+        depth.clear();
+        depth.extend(
+            per_function
+                .iter()
+                .map(|(name, q, r)| (name.clone(), (*q, *r))),
+        );
     }
 
     /// A renderer for `GET /metrics`.

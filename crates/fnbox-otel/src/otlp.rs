@@ -238,6 +238,7 @@ impl Otlp {
         config: &OtlpConfig,
         functions: &[FunctionInfo],
         instances: Option<crate::InstancesFn>,
+        depth: crate::AsyncDepth,
     ) -> Result<Self, String> {
         let failures = Arc::new(Failures::default());
         let mut pipelines = HashMap::new();
@@ -294,6 +295,7 @@ impl Otlp {
             if let Some(f) = instances.clone() {
                 observe_delivery(&meter, &info.name, f);
             }
+            observe_async_depth(&meter, &info.name, depth.clone());
             pipelines.insert(
                 info.name.clone(),
                 Pipeline {
@@ -475,6 +477,29 @@ fn observe_delivery(meter: &Meter, function: &str, f: crate::InstancesFn) {
             })
             .build();
     }
+}
+
+/// `fnbox.async.invocations{state=queued|running}`: the function's async queue as the server
+/// last sampled it (0 while nothing waits, so a drained queue shows as 0, not as a gap).
+fn observe_async_depth(meter: &Meter, function: &str, depth: crate::AsyncDepth) {
+    let function = function.to_string();
+    let _ = meter
+        .i64_observable_gauge("fnbox.async.invocations")
+        .with_unit("{invocation}")
+        .with_description("Asynchronous invocations of the function queued or running")
+        .with_callback(move |o| {
+            let (queued, running) = depth
+                .lock()
+                .map(|d| d.get(&function).copied().unwrap_or_default())
+                .unwrap_or_default();
+            for (state, n) in [("queued", queued), ("running", running)] {
+                o.observe(
+                    i64::try_from(n).unwrap_or(i64::MAX),
+                    &[KeyValue::new("state", state)],
+                );
+            }
+        })
+        .build();
 }
 
 fn resource(config: &OtlpConfig, info: &FunctionInfo) -> Resource {

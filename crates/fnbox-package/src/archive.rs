@@ -277,16 +277,15 @@ fn extract_with(
     }
 
     // 4. Extract.
-    let dir = tempfile::Builder::new()
-        .prefix("fnbox-pkg-")
-        .tempdir()
-        .map_err(|e| {
-            PackageError::io(
-                std::env::temp_dir(),
-                "cannot create a temporary directory",
-                e,
-            )
-        })?;
+    let parent = crate::extraction_dir();
+    let dir = fs::create_dir_all(&parent)
+        .and_then(|()| {
+            tempfile::Builder::new()
+                .prefix("fnbox-pkg-")
+                .permissions(fs::Permissions::from_mode(0o755))
+                .tempdir_in(&parent)
+        })
+        .map_err(|e| PackageError::io(&parent, "cannot create an extraction directory", e))?;
     let io_err = |p: &Planned, e: io::Error| entry_err(&p.name, format!("cannot extract: {e}"));
     let mut written: u64 = 0;
     for p in planned.iter().filter(|p| p.kind == Kind::File) {

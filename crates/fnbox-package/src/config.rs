@@ -45,7 +45,13 @@ pub const FIELDS: &[&str] = &[
     "async_invoke_config",
     "layers",
     "dependencies",
+    "ephemeral_storage",
+    "containment",
 ];
+
+/// `ephemeral_storage` bounds in MB: the size of the instance's private `/tmp` (both platforms
+/// offer 512 MB by default and up to 10 GB; Lambda's documented range is 512–10240).
+pub const EPHEMERAL_STORAGE_MB: (u32, u32) = (512, 10240);
 
 /// Most characters `user_data` names and values may hold together.
 pub const USER_DATA_MAX_CHARS: usize = 4096;
@@ -98,6 +104,12 @@ pub struct FunctionConfig {
     /// `dependencies:` (FunctionGraph): directories or `.zip` files, relative to the package,
     /// merged with the code directory (a dependency's file wins on a clash).
     pub dependencies: Vec<String>,
+    /// Size of the instance's private `/tmp` in MB ([`EPHEMERAL_STORAGE_MB`]; 512 by default).
+    /// Applied where fnbox contains instances (see the engine's `contain` module).
+    pub ephemeral_storage: u32,
+    /// `containment: off` opts this function out of containment (its processes run as fnbox's
+    /// user in the host's mount namespace); `on` (the default) follows fnbox's mode.
+    pub containment: bool,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -207,6 +219,8 @@ impl FunctionConfig {
             async_invoke_config: None,
             layers: Vec::new(),
             dependencies: Vec::new(),
+            ephemeral_storage: EPHEMERAL_STORAGE_MB.0,
+            containment: true,
         }
     }
 
@@ -564,10 +578,31 @@ impl Fields<'_> {
 
         let async_invoke_config = self.async_invoke_config()?;
         let (layers, dependencies) = self.sources(dialect)?;
+        let ephemeral_storage = self
+            .ranged(
+                "ephemeral_storage",
+                EPHEMERAL_STORAGE_MB.0,
+                EPHEMERAL_STORAGE_MB.1,
+                "MB (the size of the private /tmp)",
+            )?
+            .unwrap_or(defaults.ephemeral_storage);
+
+        let containment = match self.string("containment")? {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(self.error(
+                    "containment",
+                    format!("'{other}' is not allowed; allowed values: on, off"),
+                ))
+            }
+        };
 
         Ok(FunctionConfig {
             layers,
             dependencies,
+            containment,
+            ephemeral_storage,
             network,
             async_invoke_config,
             func_name,

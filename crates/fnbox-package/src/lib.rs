@@ -31,12 +31,31 @@ use std::path::{Path, PathBuf};
 pub use archive::{MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES};
 pub use config::{
     parse_config, AsyncDestination, AsyncInvokeConfig, Dialect, FunctionConfig, Network, Runtime,
-    FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
+    EPHEMERAL_STORAGE_MB, FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
 };
 pub use config::{MAX_DEPENDENCIES, MAX_LAYERS};
 pub use error::PackageError;
 pub use layout::MAX_EXTENSIONS;
 pub use sources::{MAX_DEPENDENCY_BYTES, MAX_DEPENDENCY_FILES, MAX_LAYERS_BYTES};
+
+/// Where [`load`] extracts zip packages: set once by the CLI to a directory of its data dir
+/// (`<data dir>/packages/<pid>-<start>`), so a later start can find and remove what a killed
+/// fnbox left; `$TMPDIR` until set.
+static EXTRACTION_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the directory zip packages are extracted under (once per process; later calls are
+/// ignored and return `false`).
+pub fn set_extraction_dir(dir: PathBuf) -> bool {
+    EXTRACTION_DIR.set(dir).is_ok()
+}
+
+/// The directory zip packages are extracted under.
+pub fn extraction_dir() -> PathBuf {
+    EXTRACTION_DIR
+        .get()
+        .cloned()
+        .unwrap_or_else(std::env::temp_dir)
+}
 
 /// Config file names, in the order they are looked for.
 pub const CONFIG_FILES: &[&str] = &["function.yaml", "function.yml", "function.json"];

@@ -79,16 +79,14 @@ fn field_error(origin: &Origin<'_>, field: &str, message: String) -> PackageErro
 }
 
 fn new_stage(prefix: &str) -> Result<Staged, PackageError> {
+    // Next to extracted zip packages (the CLI's data dir, swept after a killed fnbox).
+    let parent = crate::extraction_dir();
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| PackageError::io(&parent, "cannot create the extraction directory", e))?;
     let dir = tempfile::Builder::new()
         .prefix(prefix)
-        .tempdir()
-        .map_err(|e| {
-            PackageError::io(
-                std::env::temp_dir(),
-                "cannot create a temporary directory",
-                e,
-            )
-        })?;
+        .tempdir_in(&parent)
+        .map_err(|e| PackageError::io(&parent, "cannot create a temporary directory", e))?;
     let root = fs::canonicalize(dir.path())
         .map_err(|e| PackageError::io(dir.path(), "cannot resolve", e))?;
     fs::set_permissions(&root, fs::Permissions::from_mode(0o755))

@@ -88,8 +88,11 @@ impl FixturePackage {
 
     /// A package with only a `function.yaml`.
     pub fn empty(config: &str) -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        // World-readable like a real package, so a contained function's uid can read it.
         let dir = tempfile::Builder::new()
             .prefix("fnbox-fixture-")
+            .permissions(std::fs::Permissions::from_mode(0o755))
             .tempdir()
             .expect("tempdir");
         std::fs::write(dir.path().join("function.yaml"), config).expect("write function.yaml");

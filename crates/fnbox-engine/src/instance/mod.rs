@@ -175,6 +175,8 @@ pub struct Instance {
     /// The instance's own network namespace; `None` on the host network. Dropped with the
     /// instance; the namespace ends when its last process has ended too.
     netns: Option<Arc<NetNs>>,
+    /// The instance's containment ([`crate::contain`]); `None` when off.
+    sandbox: Option<Arc<crate::contain::Sandbox>>,
     timeout: Duration,
     memory_size_mb: u32,
     concurrency: u32,
@@ -268,6 +270,15 @@ impl Instance {
             .memory
             .create_group(&pod_name, config.memory_bytes())
             .map_err(|e| InitError::new(Status::Failure, "Sandbox.LimitError", e.to_string()))?;
+        let sandbox = crate::contain::for_instance(function, &memory)
+            .await
+            .map_err(|e| {
+                InitError::new(
+                    Status::Failure,
+                    "Sandbox.ContainmentError",
+                    format!("cannot contain the instance: {e}"),
+                )
+            })?;
 
         let listener = match &netns {
             // 127.0.0.1:<port> as seen inside the namespace: the runtime's address stays the same.
@@ -334,6 +345,7 @@ impl Instance {
             tracker,
             cancel,
             netns,
+            sandbox,
             timeout: config.timeout_duration(),
             memory_size_mb: config.memory_size,
             concurrency: config.concurrent_num,
@@ -431,12 +443,13 @@ impl Instance {
         let engine = &function.engine;
         let package = &self.api.package;
         let config = &package.config;
-        let env = env::instance_env(
+        let mut env = env::instance_env(
             &*self.dialect,
             package,
             self.api_addr,
             engine.config.host_path.as_deref(),
         );
+        crate::contain::adjust_env(self.sandbox.as_deref(), &mut env);
         let ext_env = self.dialect.extension_env(&env);
         let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
         let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
@@ -450,6 +463,7 @@ impl Instance {
                 env: ext_env.clone(),
                 role: Role::Extension(ext.name.clone()),
                 netns: self.netns.as_ref().map(|n| n.raw_fd()),
+                sandbox: self.sandbox.clone(),
             };
             let proc = process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker)
                 .map_err(|e| {
@@ -484,6 +498,7 @@ impl Instance {
             env,
             role: Role::Runtime,
             netns: self.netns.as_ref().map(|n| n.raw_fd()),
+            sandbox: self.sandbox.clone(),
         };
         // In its own namespace the port is free by construction.
         if function.launch.kind == RuntimeKind::HttpServer && self.netns.is_none() {
@@ -1117,6 +1132,9 @@ impl Instance {
         }
         self.kill_all();
         self.memory.remove().await;
+        if let Some(sandbox) = &self.sandbox {
+            sandbox.remove().await;
+        }
         self.cancel.cancel();
         self.tracker.close();
         if tokio::time::timeout(Duration::from_secs(2), self.tracker.wait())

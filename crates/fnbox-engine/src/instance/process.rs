@@ -69,6 +69,8 @@ pub struct ProcessSpec {
     /// The instance's network namespace fd, joined before `exec` (`None`: host network). The
     /// caller keeps it open until `spawn` returns.
     pub netns: Option<std::os::fd::RawFd>,
+    /// The instance's containment (mount namespace, ids, limits); `None`: none.
+    pub sandbox: Option<Arc<crate::contain::Sandbox>>,
 }
 
 /// Failure to start a process.
@@ -177,11 +179,14 @@ pub fn spawn(
         .kill_on_drop(true);
     let hook = memory.pre_exec_hook();
     let netns = spec.netns;
+    let enter = spec.sandbox.as_ref().map(|s| s.enter_hook(&spec.cwd));
+    let restrict = spec.sandbox.as_ref().map(|s| s.restrict_hook());
     let parent = nix::unistd::getpid();
     // SAFETY: the hook only performs async-signal-safe syscalls (open/write/close on
     // precomputed buffers), as `fnbox_limits::MemoryGroup::pre_exec_hook` documents; setns
     // is a single syscall on a descriptor the parent holds open; prctl and getppid are single
-    // syscalls with no allocation.
+    // syscalls with no allocation; the sandbox hooks are async-signal-safe syscalls on data
+    // prepared before the fork (`crate::contain::Sandbox`).
     unsafe {
         cmd.pre_exec(move || {
             // Nothing outlives fnbox, even a SIGKILLed one: the kernel kills the process when
@@ -197,7 +202,14 @@ pub fn spawn(
             if let Some(fd) = netns {
                 crate::netns::NetNs::pre_exec(fd)?;
             }
-            hook()
+            if let Some(enter) = &enter {
+                enter()?;
+            }
+            hook()?;
+            match &restrict {
+                Some(restrict) => restrict(),
+                None => Ok(()),
+            }
         });
     }
     let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
