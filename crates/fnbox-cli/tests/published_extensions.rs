@@ -94,7 +94,7 @@ fn started(stderr: &str) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "needs the /opt mount (helper-contain); the lead un-ignores at merge"]
+#[ignore = "run by conformance/run.sh, which builds the layers (FNBOX_PUBLISHED_LAYERS)"]
 fn python_telemetry_api_extension_forwards_every_invocations_report() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let receiver = rt.block_on(Listener::start(0, Behaviour::Ok)).unwrap();
@@ -131,7 +131,7 @@ fn python_telemetry_api_extension_forwards_every_invocations_report() {
 }
 
 #[test]
-#[ignore = "needs the /opt mount (helper-contain); the lead un-ignores at merge"]
+#[ignore = "run by conformance/run.sh, which builds the layers (FNBOX_PUBLISHED_LAYERS)"]
 fn python_logs_api_extension_from_a_zip_layer_receives_every_invocations_logs() {
     let pkg = package("pylogs", &["python-logs.zip"], "");
     let s = Serve::start(FNBOX, &[pkg.path().to_str().unwrap()]);
@@ -180,7 +180,7 @@ fn python_logs_api_extension_from_a_zip_layer_receives_every_invocations_logs() 
 }
 
 #[test]
-#[ignore = "needs the /opt mount (helper-contain); the lead un-ignores at merge"]
+#[ignore = "run by conformance/run.sh, which builds the layers (FNBOX_PUBLISHED_LAYERS)"]
 fn nodejs_and_go_extensions_get_every_invoke_and_shut_down_cleanly() {
     let pkg = package("nodego", &["go", "nodejs"], "");
     let started_at = Instant::now();
