@@ -37,3 +37,13 @@ mkdir -p "$ext_dir/extensions"
 cp "$FNBOX_CONFORMANCE_BIN/ext-events" "$FNBOX_CONFORMANCE_BIN/ext-telemetry" "$ext_dir/extensions/"
 "$root/target/debug/fnbox" test-extension --dialect lambda "$ext_dir" \
   --warm-invocations 20 --burst-lines 20000 --json "$root/target/conformance-test-extension.json"
+
+# Published extensions (aws-samples, vendored unmodified in conformance/published/) built into
+# layers and run from `layers:` (Python Telemetry API, Python Logs API as a .zip layer, Node.js,
+# Go). One at a time: both Python samples listen on port 4243.
+echo "== conformance: published extensions from layers"
+layers_dir=$(mktemp -d)
+trap 'rm -rf "$ext_dir" "$layers_dir"' EXIT
+PIP="$here/.venv/bin/pip" "$here/published/build-layers.sh" "$layers_dir"
+FNBOX_PUBLISHED_LAYERS="$layers_dir" cargo test -p fnbox-cli --test published_extensions -- --ignored --test-threads=1
+echo "== conformance: done in $(( $(date +%s) - start ))s"

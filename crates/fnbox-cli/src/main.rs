@@ -8,6 +8,7 @@ mod error;
 mod exttest;
 mod invoke;
 mod otel;
+mod platform_lines;
 mod result;
 mod run;
 mod serve;

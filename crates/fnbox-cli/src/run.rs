@@ -1,11 +1,12 @@
-//! `fnbox run`: one instance, N invocations, FunctionGraph-style report lines.
+//! `fnbox run`: one instance, N invocations, the platform's report lines (FunctionGraph's or
+//! Lambda's, by the package's dialect: `platform_lines.rs`).
 
 use std::sync::Arc;
 
 use fnbox_engine::{Answer, AnswerTx, Engine, EngineConfig, Function, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
-use fnbox_wire::fg::{finish_invoke_line, start_invoke_line};
 
+use crate::platform_lines::PlatformLines;
 use crate::{MainError, MemoryModeArg, RunArgs};
 
 /// Runs `args.times` invocations in one instance (a fresh one after a fault). A failed
@@ -43,7 +44,7 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     eprintln!("{}", memory.describe());
     let (network, network_line) =
         fnbox_engine::NetworkMode::detect(crate::run::network_forced_host().as_deref());
-    eprintln!("{network_line}");
+    eprintln!("{}", package_network_line(&package, &network, network_line));
     let (containment, containment_line, _watchdog) = crate::contain::setup(&memory).await;
     eprintln!("{containment_line}");
     let mut config = EngineConfig::new(memory);
@@ -66,27 +67,34 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         fnbox_serve::dialect_for(&package),
     )?;
 
+    let lines = PlatformLines::for_package(&package);
     let mut errors: Vec<MainError> = Vec::new();
     let mut instance = None;
     for _ in 0..args.times {
         let req = InvokeRequest::sync(event.clone());
         let inst = match &instance {
             Some(i) => Arc::clone(i),
-            None => match function.start_instance(Some(req.request_id.clone())).await {
-                Ok(i) => {
-                    instance = Some(i.clone());
-                    i
+            None => {
+                let watch = lines.watch_init(&engine);
+                match function.start_instance(Some(req.request_id.clone())).await {
+                    Ok(i) => {
+                        for line in watch.lines(i.pod_name()) {
+                            eprintln!("{line}");
+                        }
+                        instance = Some(i.clone());
+                        i
+                    }
+                    Err(source) => {
+                        errors.push(MainError::Init {
+                            function: package.config.func_name.clone(),
+                            source,
+                        });
+                        break;
+                    }
                 }
-                Err(source) => {
-                    errors.push(MainError::Init {
-                        function: package.config.func_name.clone(),
-                        source,
-                    });
-                    break;
-                }
-            },
+            }
         };
-        eprintln!("{}", start_invoke_line(&req.request_id, "latest"));
+        eprintln!("{}", lines.start(&req.request_id));
         // The result is shown as soon as the runtime answered, as the platform answers its
         // caller (CONTRACT §3 step 3); the report line follows when the extensions are done.
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Answer>();
@@ -109,6 +117,7 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
             }
         };
         let m = outcome.metrics;
+        let init_duration_ms = shown.as_ref().and_then(|(_, a)| a.init_duration_ms);
         if let Some((shown, answer)) = shown {
             if let Err(failure) = shown {
                 errors.push(failure.into());
@@ -125,16 +134,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
                 }
             }
         }
-        eprintln!(
-            "{}",
-            finish_invoke_line(
-                &outcome.request_id,
-                m.duration_ms,
-                m.billed_duration_ms,
-                m.memory_used_mb,
-                m.memory_size_mb
-            )
-        );
+        for line in lines.finish(&outcome.request_id, &m, init_duration_ms) {
+            eprintln!("{line}");
+        }
     }
     if let Some(i) = instance.take() {
         i.shutdown().await;
@@ -161,6 +163,27 @@ fn show_answer(answer: &Answer) -> Result<(), crate::InvocationFailure> {
             crate::result::show(&answer.request_id, &body, true)
         }
     }
+}
+
+/// The start-up line about the network: the engine's mode, unless the package itself asks for
+/// the host network (`network: host` in function.yaml), which then is what its instances get.
+fn package_network_line(
+    package: &fnbox_package::Package,
+    detected: &fnbox_engine::NetworkMode,
+    detected_line: String,
+) -> String {
+    if package.config.network == fnbox_package::Network::Host
+        && *detected == fnbox_engine::NetworkMode::Isolated
+    {
+        let file = package
+            .config_file
+            .as_ref()
+            .map_or_else(|| "function.yaml".to_string(), |f| f.display().to_string());
+        return format!(
+            "network: host (`network: host` in {file}: the instance shares the host's network)"
+        );
+    }
+    detected_line
 }
 
 /// `Some("FNBOX_NETWORK=host")` when the environment asks for the host network (no

@@ -155,6 +155,9 @@ pub struct Answer {
     pub metrics: ReportMetrics,
     /// What the runtime printed up to its answer (bounded tail).
     pub log: Vec<String>,
+    /// The instance's init duration (ms) when this invocation is the first of an instance
+    /// started for it (a cold start; Lambda's `Init Duration` in the REPORT line).
+    pub init_duration_ms: Option<f64>,
 }
 
 /// Where an instance delivers the caller's [`Answer`]; called at most once.

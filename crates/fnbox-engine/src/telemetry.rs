@@ -213,9 +213,10 @@ impl Event {
     }
 }
 
-/// Turns an event into one JSON record for a subscriber; `None` skips it (e.g. an event type
-/// the subscriber's schema does not know).
-pub type Encoder = Arc<dyn Fn(&Event) -> Option<Bytes> + Send + Sync>;
+/// Turns an event into JSON records for a subscriber, handing each to the sink: usually one,
+/// none to skip it (e.g. an event type the subscriber's schema does not know), sometimes more
+/// (Lambda's Logs API writes `platform.end` and `platform.report` for one report).
+pub type Encoder = Arc<dyn Fn(&Event, &mut dyn FnMut(Bytes)) + Send + Sync>;
 
 /// What a dialect hands the bus when an extension subscribes.
 pub struct SubscriptionRequest {
@@ -350,9 +351,7 @@ impl Bus {
         }
         for sub in &inner.subscriptions {
             if sub.streams.contains(&event.stream()) {
-                if let Some(record) = (sub.encoder)(&event) {
-                    sub.handle.send(record);
-                }
+                (sub.encoder)(&event, &mut |record| sub.handle.send(record));
             }
         }
     }
@@ -394,9 +393,7 @@ impl Bus {
             }
             for event in inner.replay.drain(..) {
                 if req.streams.contains(&event.stream()) {
-                    if let Some(record) = (req.encoder)(&event) {
-                        handle.send(record);
-                    }
+                    (req.encoder)(&event, &mut |record| handle.send(record));
                 }
             }
         }

@@ -77,6 +77,7 @@ impl Pooled for Fake {
                 error_type: None,
                 metrics,
                 log: Vec::new(),
+                init_duration_ms: None,
             });
             tokio::time::sleep(self.tail).await;
             self.apply(Transition::Finish);

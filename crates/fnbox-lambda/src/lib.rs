@@ -7,12 +7,14 @@
 //! - [`api`]: one module per API surface (Runtime API 2018-06-01, Extensions API 2020-01-01,
 //!   Telemetry API 2022-07-01), plus `api::error`, the one place errors become HTTP responses.
 //! - [`encode`]: Lambda's telemetry JSON per subscriber schema version.
+//! - [`logs`]: the legacy Logs API's JSON (2020-08-15, 2021-03-18), from the same events.
 //! - [`env`]: the reserved variables of the runtime and its extensions.
 //! - [`trace`]: the X-Ray trace header of an invocation, derived from its request id.
 
 pub mod api;
 pub mod encode;
 pub mod env;
+pub mod logs;
 pub mod trace;
 
 use std::net::SocketAddr;

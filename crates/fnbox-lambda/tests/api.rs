@@ -667,21 +667,135 @@ async fn telemetry_subscription_delivers_lambda_records_to_loopback() {
         json!({"name":"ext-a","state":"Subscribed","types":["platform","function"]})
     );
     assert_eq!(events[2]["record"], "a log line");
+}
 
+/// The Logs API (2020-08-15 / 2021-03-18) delivers Logs API records from the same bus:
+/// `platform.logsSubscription`, `platform.start`, `function`, `platform.runtimeDone`,
+/// `platform.end`, `platform.report`; bad bodies are `Logs.ValidationError`.
+#[tokio::test]
+async fn logs_api_subscription_delivers_logs_api_records() {
+    let f = fixture(&["ext-a"]);
+    let listener = Listener::start(0, Behaviour::Ok).await.unwrap();
+    let id = register(&f.api, "ext-a", r#"{"events":["INVOKE"]}"#)
+        .await
+        .header("lambda-extension-identifier")
+        .to_string();
     let r = call(
         &f.api,
         put(
             "/2020-08-15/logs",
             &[("Lambda-Extension-Identifier", &id)],
-            "{}",
+            r#"{"types":["platform"]}"#,
         ),
     )
     .await;
     assert_eq!(
-        (r.status, r.json()),
-        (
-            StatusCode::ACCEPTED,
-            json!({"errorMessage":"Logs API is not supported","errorType":"Logs.NotSupported"})
-        )
+        (r.status, r.json()["errorType"].clone()),
+        (StatusCode::BAD_REQUEST, json!("Logs.ValidationError"))
+    );
+    let sub = format!(
+        r#"{{"schemaVersion":"2021-03-18","types":["platform","function"],"buffering":{{"timeoutMs":25,"maxItems":1000,"maxBytes":262144}},"destination":{{"protocol":"HTTP","URI":"http://sandbox:{}/logs","method":"PUT"}}}}"#,
+        listener.addr.port()
+    );
+    let r = call(
+        &f.api,
+        put(
+            "/2020-08-15/logs",
+            &[("Lambda-Extension-Identifier", &id)],
+            &sub,
+        ),
+    )
+    .await;
+    assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"\"OK\""[..]));
+    let now = chrono::Utc::now();
+    let metrics = fnbox_engine::telemetry::ReportMetrics::new(
+        Duration::from_millis(12),
+        20 * 1024 * 1024,
+        128,
+    );
+    for event in [
+        Event::Start {
+            phase: Phase::Invoke,
+            time: now,
+            trace_id: "r1".into(),
+            trace: None,
+        },
+        Event::Function {
+            time: now,
+            line: "hello".into(),
+        },
+        Event::RuntimeDone {
+            phase: Phase::Invoke,
+            time: now,
+            trace_id: "r1".into(),
+            status: fnbox_engine::telemetry::Status::Success,
+            error_type: None,
+            spans: Vec::new(),
+            produced_bytes: None,
+        },
+        Event::Report {
+            phase: Phase::Invoke,
+            start: now,
+            end: now,
+            trace_id: "r1".into(),
+            status: fnbox_engine::telemetry::Status::Success,
+            error_type: None,
+            metrics,
+            pod_name: "p".into(),
+        },
+    ] {
+        f.api.bus.publish(event);
+    }
+    assert!(
+        fnbox_testkit::wait_until(Duration::from_secs(3), || listener.events().len() >= 6).await,
+        "{:?}",
+        listener.events()
+    );
+    let events = listener.events();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "platform.logsSubscription",
+            "platform.start",
+            "function",
+            "platform.runtimeDone",
+            "platform.end",
+            "platform.report"
+        ]
+    );
+    assert_eq!(
+        events[0]["record"],
+        json!({"name":"ext-a","state":"Subscribed","types":["platform","function"]})
+    );
+    assert_eq!(
+        events[1]["record"],
+        json!({"requestId":"r1","version":"$LATEST"})
+    );
+    assert_eq!(events[2]["record"], "hello");
+    assert_eq!(
+        events[3]["record"],
+        json!({"requestId":"r1","status":"success"})
+    );
+    assert_eq!(events[4]["record"], json!({"requestId":"r1"}));
+    assert_eq!(
+        events[5]["record"],
+        json!({"requestId":"r1","metrics":{"durationMs":12.0,"billedDurationMs":12,"memorySizeMB":128,"maxMemoryUsedMB":20}})
+    );
+}
+
+/// A `provided` function without `handler:` has none on Lambda: the register response says
+/// `""` (what Lambda and its emulator pass on), not FunctionGraph's `index.handler` default.
+#[tokio::test]
+async fn register_response_handler_is_empty_when_none_is_configured() {
+    let pkg = FixturePackage::bash("func_name: lam\ndialect: lambda\n", "exit 0");
+    pkg.write_exec("extensions/ext-a", "#!/bin/sh\n");
+    let package = Arc::new(fnbox_package::load(pkg.path()).expect("package"));
+    let (api, _init_rx) = InstanceApi::detached(package, "lam-128-00000000");
+    let r = register(&Arc::new(api), "ext-a", r#"{"events":["INVOKE"]}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        r.json(),
+        json!({"functionName":"lam","functionVersion":"$LATEST","handler":""})
     );
 }

@@ -141,6 +141,11 @@ async fn runtime_and_extension_environments() {
     assert!(has("AWS_LAMBDA_FUNCTION_NAME=lam"));
     assert!(!has("_HANDLER="), "runtime-only variables are withheld");
     assert!(!has("LAMBDA_TASK_ROOT="));
+    // FunctionGraph's variables (RUNTIME_*, RUNTIME_USERDATA, EXTENSION_API_ADDR) are not a
+    // Lambda extension's (issue 19 item 6).
+    assert!(!has("RUNTIME_"), "{ext_env}");
+    assert!(!has("EXTENSION_API_ADDR="), "{ext_env}");
+    assert!(has("OUT="), "user_data entries are: {ext_env}");
 }
 
 #[tokio::test]

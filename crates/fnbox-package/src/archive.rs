@@ -102,10 +102,20 @@ impl Limits {
 
 /// Extracts `zip_path` (the path as the user gave it) into a new temporary directory.
 pub(crate) fn extract(zip_path: &Path) -> Result<Extracted, PackageError> {
-    extract_with(zip_path, Limits::DEFAULT)
+    extract_with(zip_path, Limits::DEFAULT, true)
 }
 
-fn extract_with(zip_path: &Path, limits: Limits) -> Result<Extracted, PackageError> {
+/// Extracts `zip_path` as it is stored, without making a single top-level directory the root:
+/// layers and dependencies are unpacked over `/opt` or the code directory exactly as zipped.
+pub(crate) fn extract_verbatim(zip_path: &Path) -> Result<Extracted, PackageError> {
+    extract_with(zip_path, Limits::DEFAULT, false)
+}
+
+fn extract_with(
+    zip_path: &Path,
+    limits: Limits,
+    strip_top: bool,
+) -> Result<Extracted, PackageError> {
     let zip_err = |message: String| PackageError::Zip {
         zip: zip_path.to_owned(),
         message,
@@ -247,7 +257,11 @@ fn extract_with(zip_path: &Path, limits: Limits) -> Result<Extracted, PackageErr
     }
 
     // 3. Code root, then symlinks must resolve inside it.
-    let base = single_top_dir(&planned);
+    let base = if strip_top {
+        single_top_dir(&planned)
+    } else {
+        None
+    };
     let links: HashMap<&[String], &str> = planned
         .iter()
         .filter_map(|p| match &p.kind {
@@ -586,12 +600,14 @@ mod tests {
     #[test]
     fn declared_size_limit() {
         let (_tmp, zip) = make_zip(&[("a", &[b'a'; 600], true), ("b", &[b'b'; 600], true)]);
-        let err = extract_with(&zip, small(10, 1000)).unwrap_err().to_string();
+        let err = extract_with(&zip, small(10, 1000), true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("fn.zip: entry 'b'") && err.contains("1000 bytes"),
             "{err}"
         );
-        extract_with(&zip, small(10, 1200)).unwrap();
+        extract_with(&zip, small(10, 1200), true).unwrap();
     }
 
     #[test]
@@ -617,7 +633,9 @@ mod tests {
         }
         assert_eq!(patched, 2);
         fs::write(&zip, bytes).unwrap();
-        let err = extract_with(&zip, small(10, 1000)).unwrap_err().to_string();
+        let err = extract_with(&zip, small(10, 1000), true)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("entry 'bomb'") && err.contains("understate"),
             "{err}"
@@ -627,9 +645,11 @@ mod tests {
     #[test]
     fn entry_count_limit() {
         let (_tmp, zip) = make_zip(&[("a", b"", false), ("b", b"", false), ("c", b"", false)]);
-        let err = extract_with(&zip, small(2, 1000)).unwrap_err().to_string();
+        let err = extract_with(&zip, small(2, 1000), true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("fn.zip: has more than 2 entries"), "{err}");
-        extract_with(&zip, small(3, 1000)).unwrap();
+        extract_with(&zip, small(3, 1000), true).unwrap();
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub const FIELDS: &[&str] = &[
     "dialect",
     "network",
     "async_invoke_config",
+    "layers",
+    "dependencies",
     "ephemeral_storage",
     "containment",
     "freeze",
@@ -97,6 +99,12 @@ pub struct FunctionConfig {
     pub network: Network,
     /// Asynchronous invocation settings (`async_invoke_config`), FunctionGraph's names.
     pub async_invoke_config: Option<AsyncInvokeConfig>,
+    /// `layers:` (Lambda): directories or `.zip` files, relative to the package, merged in
+    /// order (later ones win) and presented at `/opt`.
+    pub layers: Vec<String>,
+    /// `dependencies:` (FunctionGraph): directories or `.zip` files, relative to the package,
+    /// merged with the code directory (a dependency's file wins on a clash).
+    pub dependencies: Vec<String>,
     /// Size of the instance's private `/tmp` in MB ([`EPHEMERAL_STORAGE_MB`]; 512 by default).
     /// Applied where fnbox contains instances (see the engine's `contain` module).
     pub ephemeral_storage: u32,
@@ -213,6 +221,8 @@ impl FunctionConfig {
             dialect: Dialect::FunctionGraph,
             network: Network::Isolated,
             async_invoke_config: None,
+            layers: Vec::new(),
+            dependencies: Vec::new(),
             ephemeral_storage: EPHEMERAL_STORAGE_MB.0,
             containment: true,
             freeze: false,
@@ -474,10 +484,18 @@ impl Fields<'_> {
             },
         };
 
-        let handler = self
-            .string("handler")?
-            .map_or(defaults.handler, str::to_owned);
-        let handler_spec = self.check_handler("handler", &handler, &runtime)?;
+        let handler = match self.string("handler")? {
+            Some(h) => h.to_owned(),
+            // Lambda passes the configured handler through (`_HANDLER`, the extension register
+            // response) and has no default: without one, a `provided` function's is "".
+            None if dialect == Dialect::Lambda && runtime.needs_bootstrap() => String::new(),
+            None => defaults.handler,
+        };
+        let handler_spec = if handler.is_empty() && self.string("handler")?.is_none() {
+            None
+        } else {
+            self.check_handler("handler", &handler, &runtime)?
+        };
 
         let memory_size = match self.integer("memory_size")? {
             None => defaults.memory_size,
@@ -564,6 +582,7 @@ impl Fields<'_> {
         };
 
         let async_invoke_config = self.async_invoke_config()?;
+        let (layers, dependencies) = self.sources(dialect)?;
         let ephemeral_storage = self
             .ranged(
                 "ephemeral_storage",
@@ -587,6 +606,8 @@ impl Fields<'_> {
         let freeze = self.freeze(dialect)?;
 
         Ok(FunctionConfig {
+            layers,
+            dependencies,
             containment,
             ephemeral_storage,
             freeze,
@@ -1047,7 +1068,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 mod async_invoke;
+mod sources;
 pub use async_invoke::{AsyncDestination, AsyncInvokeConfig};
+pub use sources::{MAX_DEPENDENCIES, MAX_LAYERS};
 
 #[cfg(test)]
 mod tests;

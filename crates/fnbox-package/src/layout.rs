@@ -213,3 +213,52 @@ pub(crate) fn discover_extensions(
     }
     Ok(found)
 }
+
+/// Where a Lambda instance sees its layers.
+pub const OPT_IN_INSTANCE: &str = "/opt";
+
+/// Adds the extensions of the merged layers (`<opt>/extensions/`, Lambda's
+/// `/opt/extensions`) to the package's own, with their in-instance path
+/// `/opt/extensions/<name>`. A name in both is an error naming both files; the total is
+/// bounded by [`MAX_EXTENSIONS`].
+pub(crate) fn merge_layer_extensions(
+    found: &mut Vec<Extension>,
+    layers: &Root<'_>,
+    package_shown: &Path,
+) -> Result<(), PackageError> {
+    for ext in discover_extensions(layers, Dialect::Lambda)? {
+        if found.iter().any(|own| own.name == ext.name) {
+            let own = package_shown.join("extensions").join(&ext.name);
+            return Err(PackageError::layout(
+                &own,
+                format!(
+                    "extension '{}' is both {} and /opt/extensions/{} (from layers:); \
+                     extension names must be unique",
+                    ext.name,
+                    own.display(),
+                    ext.name
+                ),
+            ));
+        }
+        found.push(Extension {
+            path: Path::new(OPT_IN_INSTANCE)
+                .join("extensions")
+                .join(&ext.name),
+            name: ext.name,
+        });
+    }
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    if found.len() > MAX_EXTENSIONS {
+        let names: Vec<&str> = found.iter().map(|e| e.name.as_str()).collect();
+        return Err(PackageError::layout(
+            package_shown,
+            format!(
+                "the package and its layers hold {} extensions ({}); at most {MAX_EXTENSIONS} \
+                 are allowed",
+                found.len(),
+                names.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}

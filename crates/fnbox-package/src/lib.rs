@@ -22,6 +22,7 @@ mod archive;
 mod config;
 mod error;
 mod layout;
+mod sources;
 
 use std::fs;
 use std::io;
@@ -32,8 +33,10 @@ pub use config::{
     parse_config, AsyncDestination, AsyncInvokeConfig, Dialect, FunctionConfig, Network, Runtime,
     EPHEMERAL_STORAGE_MB, FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
 };
+pub use config::{MAX_DEPENDENCIES, MAX_LAYERS};
 pub use error::PackageError;
 pub use layout::MAX_EXTENSIONS;
+pub use sources::{MAX_DEPENDENCY_BYTES, MAX_DEPENDENCY_FILES, MAX_LAYERS_BYTES};
 
 /// Where [`load`] extracts zip packages: set once by the CLI to a directory of its data dir
 /// (`<data dir>/packages/<pid>-<start>`), so a later start can find and remove what a killed
@@ -62,15 +65,19 @@ pub const CONFIG_FILES: &[&str] = &["function.yaml", "function.yml", "function.j
 pub struct Extension {
     /// File name, e.g. `extensionDemo.sh`; FunctionGraph extensions register with it.
     pub name: String,
-    /// Absolute path of the file.
+    /// Absolute path of the file; for an extension from a layer, its path inside the instance,
+    /// `/opt/extensions/<name>` (launchers there refer to `/opt/<name>/…`).
     pub path: PathBuf,
 }
 
 /// A loaded, validated function package.
 #[derive(Debug)]
 pub struct Package {
-    /// Absolute (canonical) code root: the directory, or the extraction directory of a zip.
+    /// Absolute (canonical) code root: the directory, or the extraction directory of a zip;
+    /// with `dependencies:`, the staged directory where they are merged with the code.
     pub root: PathBuf,
+    /// the directory presented at /opt inside the instance: the package's layers merged in order; None without layers
+    pub opt_dir: Option<PathBuf>,
     /// The config file used (absolute), `None` when all defaults apply.
     pub config_file: Option<PathBuf>,
     /// The validated config.
@@ -80,11 +87,9 @@ pub struct Package {
     /// Things a user should be told although the package is valid (e.g. that there is no
     /// config file and every setting is its default); the CLI prints them as `note:` lines.
     pub notes: Vec<String>,
-    /// The directory presented at /opt inside the instance: the package's layers merged in
-    /// order; None without layers.
-    pub opt_dir: Option<PathBuf>,
-    /// Keeps a zip's extraction directory alive as long as the package.
-    _extracted: Option<tempfile::TempDir>,
+    /// Keeps a zip's extraction directory and the staged layer / dependency directories alive
+    /// as long as the package.
+    _extracted: Vec<tempfile::TempDir>,
 }
 
 impl Package {
@@ -115,7 +120,7 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return load_root(root, path, &name, None);
+        return load_root(root.clone(), path, &root, &name, None);
     }
     let is_zip = path
         .extension()
@@ -132,13 +137,20 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
         .unwrap_or_default();
     let root = extracted.root.clone();
     let shown = extracted.shown_root.clone();
-    load_root(root, &shown, &name, Some(extracted.dir))
+    // Layers and dependencies of a zip package are found next to the zip.
+    let base = fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_else(|| PathBuf::from("."));
+    load_root(root, &shown, &base, &name, Some(extracted.dir))
 }
 
-/// Loads an existing code root. `shown` is the root as the user knows it (for messages).
+/// Loads an existing code root. `shown` is the root as the user knows it (for messages);
+/// `base` is where `layers:` / `dependencies:` paths start.
 fn load_root(
-    root: PathBuf,
+    mut root: PathBuf,
     shown: &Path,
+    base: &Path,
     default_name: &str,
     extracted: Option<tempfile::TempDir>,
 ) -> Result<Package, PackageError> {
@@ -184,26 +196,52 @@ fn load_root(
         }
     };
 
+    let from_zip = extracted.is_some();
+    let mut owned: Vec<tempfile::TempDir> = extracted.into_iter().collect();
+    let origin = sources::Origin {
+        base,
+        config_file: &shown_config,
+    };
+    if let Some(staged) = sources::stage_dependencies(&origin, &root, &config.dependencies)? {
+        root = staged.root;
+        owned.push(staged.dir);
+    }
+    let opt_dir = match sources::stage_layers(&origin, &config.layers)? {
+        Some(staged) => {
+            owned.push(staged.dir);
+            Some(staged.root)
+        }
+        None => None,
+    };
+
     let layout_root = layout::Root {
         real: &root,
         shown,
-        from_zip: extracted.is_some(),
+        from_zip,
     };
     if config.runtime.needs_bootstrap() {
         layout::check_bootstrap(&layout_root, &config)?;
     } else {
         layout::check_handler_file(&layout_root, &shown_config, &config)?;
     }
-    let extensions = layout::discover_extensions(&layout_root, config.dialect)?;
+    let mut extensions = layout::discover_extensions(&layout_root, config.dialect)?;
+    if let Some(opt) = &opt_dir {
+        let layers_root = layout::Root {
+            real: opt,
+            shown: Path::new("/opt"),
+            from_zip: true,
+        };
+        layout::merge_layer_extensions(&mut extensions, &layers_root, shown)?;
+    }
 
     Ok(Package {
         root,
+        opt_dir,
         config_file,
         config,
         extensions,
         notes,
-        opt_dir: None,
-        _extracted: extracted,
+        _extracted: owned,
     })
 }
 

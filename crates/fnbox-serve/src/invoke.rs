@@ -31,6 +31,8 @@ pub struct Completed {
     pub log: Vec<String>,
     /// The function's timeout, seconds.
     pub timeout_secs: u32,
+    /// The init duration (ms) when this invocation cold-started its instance.
+    pub init_duration_ms: Option<f64>,
 }
 
 /// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer
@@ -82,6 +84,7 @@ fn complete(a: Answer, timeout_secs: u32) -> Completed {
         },
         log: a.log,
         timeout_secs,
+        init_duration_ms: a.init_duration_ms,
     }
 }
 

@@ -191,6 +191,12 @@ impl Served {
             p.reserved_instances,
             c.idle_timeout
         )];
+        if c.network == fnbox_package::Network::Host {
+            lines.push(format!(
+                "  network: host (`network: host` in {}'s config: its instances share the host's network)",
+                c.func_name
+            ));
+        }
         if self.exclusive() {
             let ports: Vec<&str> = self.fixed_ports.iter().map(|p| p.describe()).collect();
             lines.push(format!(

@@ -690,6 +690,14 @@ async fn lambda_tail_dry_run_function_error_and_timeout() {
         "{log}"
     );
     assert!(log.contains("\tMemory Size: 128 MB\t"), "{log}");
+    // The cold start's REPORT line ends with Lambda's Init Duration; warm ones have none.
+    let report = log.lines().last().unwrap();
+    assert!(
+        report.contains("\tMax Memory Used: ")
+            && report.contains(" MB\tInit Duration: ")
+            && report.ends_with(" ms\t"),
+        "{log}"
+    );
 
     let r = post(
         s.addr,
@@ -700,6 +708,7 @@ async fn lambda_tail_dry_run_function_error_and_timeout() {
     .await;
     let log = r.decoded("x-amz-log-result");
     assert!(log.len() <= 4096 && log.contains("line-200-") && !log.contains("line-1-"));
+    assert!(!log.contains("Init Duration"), "warm: {log}");
 
     let r = post(
         s.addr,

@@ -61,6 +61,7 @@ pub(crate) trait Transport: Send + Sync + 'static {
 pub(crate) struct HttpTransport {
     client: Client<Connector, Full<Bytes>>,
     uri: http::Uri,
+    method: http::Method,
 }
 
 impl HttpTransport {
@@ -75,13 +76,25 @@ impl HttpTransport {
             // One batch in flight: one connection is all that is ever reused.
             .pool_max_idle_per_host(1)
             .build(connector);
-        HttpTransport { client, uri }
+        HttpTransport {
+            client,
+            uri,
+            method: http::Method::POST,
+        }
+    }
+
+    /// Delivers with `method` (Lambda's Logs API lets a subscriber ask for PUT).
+    pub(crate) fn with_method(mut self, method: http::Method) -> Self {
+        self.method = method;
+        self
     }
 }
 
 impl Transport for HttpTransport {
     fn post(&self, body: Bytes) -> impl Future<Output = Result<(), PostError>> + Send {
-        let request = http::Request::post(self.uri.clone())
+        let request = http::Request::builder()
+            .method(self.method.clone())
+            .uri(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(Full::new(body));
         let client = self.client.clone();

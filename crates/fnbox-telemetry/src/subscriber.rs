@@ -55,6 +55,8 @@ pub struct SubscriberConfig {
     pub request_timeout: Duration,
     /// Whether the listener's environment is frozen: batches wait for the thaw.
     pub freeze: crate::FreezeGate,
+    /// The HTTP method of a delivery: POST, or PUT where a Lambda Logs API subscriber asks.
+    pub method: http::Method,
 }
 
 /// A destination URI fnbox cannot deliver to.
@@ -122,6 +124,7 @@ impl SubscriberConfig {
             backoff: DEFAULT_BACKOFF,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             freeze: crate::FreezeGate::new(),
+            method: http::Method::POST,
         })
     }
 }
@@ -329,7 +332,8 @@ impl Subscriber {
             connector,
             tracker.clone(),
             cancel.clone(),
-        );
+        )
+        .with_method(config.method.clone());
         spawn_with(config, notice, transport, tracker, cancel)
     }
 }

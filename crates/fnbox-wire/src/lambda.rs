@@ -243,6 +243,12 @@ pub struct Destination {
     /// TCP port (LMI schema).
     #[serde(default)]
     pub port: Option<u64>,
+    /// `POST` (default) or `PUT`: the Logs API lets a subscriber choose.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// `JSON` (the only encoding).
+    #[serde(default)]
+    pub encoding: Option<String>,
 }
 
 /// Telemetry API records (lambda-facts §3.3–3.4): the `{"time","type","record"}` events
@@ -686,6 +692,67 @@ pub mod telemetry {
 /// The `arn:aws:lambda:<region>:000000000000:function:<name>` of a local function.
 pub fn function_arn(region: &str, function_name: &str) -> String {
     format!("arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}")
+}
+
+/// The platform's own log lines, as Lambda writes them to the function's log stream (and
+/// `X-Amz-Log-Result`): `START`, `END`, `REPORT`, `EXTENSION`, fields separated by tabs.
+pub mod log_lines {
+    use super::FUNCTION_VERSION;
+
+    /// `START RequestId: <id> Version: $LATEST`.
+    pub fn start(request_id: &str) -> String {
+        format!("START RequestId: {request_id} Version: {FUNCTION_VERSION}")
+    }
+
+    /// `END RequestId: <id>`.
+    pub fn end(request_id: &str) -> String {
+        format!("END RequestId: {request_id}")
+    }
+
+    /// `REPORT RequestId: <id>\tDuration: 2.58 ms\tBilled Duration: 3 ms\tMemory Size: 128
+    /// MB\tMax Memory Used: 38 MB\t`, plus `Init Duration: 140.55 ms\t` on a cold start.
+    pub fn report(
+        request_id: &str,
+        duration_ms: f64,
+        billed_duration_ms: u64,
+        memory_size_mb: u32,
+        max_memory_used_mb: u64,
+        init_duration_ms: Option<f64>,
+    ) -> String {
+        let mut line = format!(
+            "REPORT RequestId: {request_id}\tDuration: {duration_ms:.2} ms\tBilled Duration: {billed_duration_ms} ms\tMemory Size: {memory_size_mb} MB\tMax Memory Used: {max_memory_used_mb} MB\t"
+        );
+        if let Some(init) = init_duration_ms {
+            line.push_str(&format!("Init Duration: {init:.2} ms\t"));
+        }
+        line
+    }
+
+    /// `EXTENSION\tName: <name>\tState: Ready\tEvents: [INVOKE, SHUTDOWN]`.
+    pub fn extension(name: &str, state: &str, events: &[String]) -> String {
+        format!(
+            "EXTENSION\tName: {name}\tState: {state}\tEvents: [{}]",
+            events.join(", ")
+        )
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn lines_match_lambda() {
+            assert_eq!(super::start("r1"), "START RequestId: r1 Version: $LATEST");
+            assert_eq!(super::end("r1"), "END RequestId: r1");
+            assert_eq!(
+                super::report("r1", 2.5812, 3, 128, 38, Some(140.554)),
+                "REPORT RequestId: r1\tDuration: 2.58 ms\tBilled Duration: 3 ms\tMemory Size: 128 MB\tMax Memory Used: 38 MB\tInit Duration: 140.55 ms\t"
+            );
+            assert!(!super::report("r1", 1.0, 1, 128, 1, None).contains("Init"));
+            assert_eq!(
+                super::extension("ext", "Ready", &["INVOKE".into(), "SHUTDOWN".into()]),
+                "EXTENSION\tName: ext\tState: Ready\tEvents: [INVOKE, SHUTDOWN]"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

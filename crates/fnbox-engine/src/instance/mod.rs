@@ -195,6 +195,9 @@ pub struct Instance {
     invocations: std::sync::atomic::AtomicU64,
     peak_bytes: std::sync::atomic::AtomicU64,
     terminated: std::sync::atomic::AtomicBool,
+    /// The init's trace id and duration (ms), until the invocation with that request id takes
+    /// it ([`Answer::init_duration_ms`]).
+    cold_init: std::sync::Mutex<Option<(String, f64)>>,
 }
 
 /// The processes of an instance, filled in as init starts them.
@@ -369,6 +372,7 @@ impl Instance {
             invocations: Default::default(),
             peak_bytes: Default::default(),
             terminated: Default::default(),
+            cold_init: Default::default(),
         };
 
         let result = instance.init(function, init_rx).await;
@@ -412,6 +416,10 @@ impl Instance {
                     });
                 }
             }
+        }
+        if result.is_ok() {
+            *instance.cold_init.lock().expect("cold_init lock") =
+                Some((trace_id.to_string(), metrics.duration_ms));
         }
         bus.publish(Event::Report {
             phase: Phase::Init,
@@ -769,6 +777,16 @@ impl Instance {
             error_type: self.error_type(result),
             metrics: ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb),
             log: self.logs.snapshot(&req.request_id),
+            init_duration_ms: self.take_cold_init(&req.request_id),
+        }
+    }
+
+    /// The init duration, once, for the invocation whose request started this instance.
+    fn take_cold_init(&self, request_id: &str) -> Option<f64> {
+        let mut slot = self.cold_init.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some((trace_id, _)) if trace_id == request_id => slot.take().map(|(_, ms)| ms),
+            _ => None,
         }
     }
 
@@ -978,6 +996,7 @@ impl Instance {
                 error_type: error_type.clone(),
                 metrics,
                 log: log.clone(),
+                init_duration_ms: self.take_cold_init(&req.request_id),
             });
         }
         match &result {

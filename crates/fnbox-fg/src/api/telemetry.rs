@@ -107,7 +107,11 @@ async fn subscribe(
     let outcome = api.bus.subscribe(SubscriptionRequest {
         config,
         streams,
-        encoder: Arc::new(move |e| encode::encode(e, spelling)),
+        encoder: Arc::new(move |e, out| {
+            if let Some(record) = encode::encode(e, spelling) {
+                out(record);
+            }
+        }),
         drop_notice: Arc::new(encode::dropped),
     });
     tracing::debug!(pod = %api.pod_name, ?outcome, "telemetry subscription");

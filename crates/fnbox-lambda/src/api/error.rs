@@ -40,6 +40,9 @@ pub enum ApiError {
     /// A malformed telemetry subscription.
     #[error("{0}")]
     Validation(String),
+    /// A malformed Logs API subscription (`Logs.ValidationError`, as AWS's page shows).
+    #[error("{0}")]
+    LogsValidation(String),
 }
 
 impl ApiError {
@@ -60,7 +63,8 @@ impl ApiError {
             ApiError::InvalidRequestId
             | ApiError::InvalidResponseMode
             | ApiError::Truncated
-            | ApiError::Validation(_) => StatusCode::BAD_REQUEST,
+            | ApiError::Validation(_)
+            | ApiError::LogsValidation(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
@@ -75,6 +79,7 @@ impl ApiError {
             ApiError::Truncated => "TruncatedHTTPRequest",
             ApiError::Extension { error_type, .. } => error_type,
             ApiError::Validation(_) => "ValidationError",
+            ApiError::LogsValidation(_) => "Logs.ValidationError",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod extension;
+pub mod logs;
 pub mod runtime;
 pub mod telemetry;
 
@@ -21,6 +22,7 @@ pub fn router(api: Arc<InstanceApi>) -> Router {
     runtime::router()
         .merge(extension::router())
         .merge(telemetry::router())
+        .merge(logs::router())
         .with_state(api)
 }
 

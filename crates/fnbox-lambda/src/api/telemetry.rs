@@ -7,8 +7,7 @@
 //! kept. The subscription joins the engine's telemetry bus with a [`crate::encode::Encoder`]
 //! for its schema version, and a `platform.telemetrySubscription` event is published.
 //!
-//! The Logs API (`PUT /2020-08-15/logs`) is answered like the classic emulator does: 202
-//! `Logs.NotSupported`, nothing delivered.
+//! The Logs API (`PUT /2020-08-15/logs`) is served by [`super::logs`].
 //!
 //! # Limitations
 //! Only the first subscription of an instance receives the events published before it
@@ -28,7 +27,7 @@ use fnbox_engine::http_util::{
 use fnbox_engine::telemetry::{Event, Stream, SubscriptionRequest};
 use fnbox_engine::InstanceApi;
 use fnbox_telemetry::{Buffering, SubscriberConfig};
-use fnbox_wire::lambda::{paths, ErrorBody, SubscribeRequest, SCHEMA_VERSIONS};
+use fnbox_wire::lambda::{paths, SubscribeRequest, SCHEMA_VERSIONS};
 use fnbox_wire::limits::CONTROL_BODY_MAX;
 use http::{HeaderMap, StatusCode};
 
@@ -46,11 +45,9 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 1_000;
 /// Hosts a destination may name; all mean 127.0.0.1.
 const SANDBOX_HOSTS: &[&str] = &["sandbox.localdomain", "sandbox", "localhost", "127.0.0.1"];
 
-/// Routes of the Telemetry and Logs APIs.
+/// Routes of the Telemetry API.
 pub fn router() -> Router<Arc<InstanceApi>> {
-    Router::new()
-        .route(paths::TELEMETRY, put(subscribe))
-        .route(paths::LOGS, put(logs))
+    Router::new().route(paths::TELEMETRY, put(subscribe))
 }
 
 /// A checked subscription.
@@ -173,7 +170,11 @@ async fn subscribe(
     let outcome = api.bus.subscribe(SubscriptionRequest {
         config: parsed.config,
         streams: parsed.streams,
-        encoder: Arc::new(move |e| encoder.encode(e)),
+        encoder: Arc::new(move |e, out| {
+            if let Some(record) = encoder.encode(e) {
+                out(record);
+            }
+        }),
         drop_notice: Arc::new(encode::dropped),
     });
     tracing::debug!(pod = %api.pod_name, extension = %reg.name, ?outcome, schema = ?parsed.schema, "telemetry subscription");
@@ -187,26 +188,6 @@ async fn subscribe(
         StatusCode::OK,
         [(http::header::CONTENT_TYPE, "application/json")],
         "\"OK\"",
-    )
-        .into_response())
-}
-
-async fn logs(
-    State(api): State<Arc<InstanceApi>>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    identify(&api, &headers)?;
-    // The body is not used; it is read (bounded) so the connection stays usable.
-    let _ = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await;
-    Ok((
-        StatusCode::ACCEPTED,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&ErrorBody::new(
-            "Logs.NotSupported",
-            "Logs API is not supported",
-        ))
-        .expect("error serializes"),
     )
         .into_response())
 }

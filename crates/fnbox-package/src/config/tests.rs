@@ -420,6 +420,27 @@ fn lambda_runtimes() {
         (c.runtime, c.runtime_name.as_str()),
         (Runtime::Custom, "provided.al2023")
     );
+    // Lambda has no default handler: a provided function without one passes "" on.
+    assert_eq!(c.handler, "");
+    assert_eq!(
+        parse(
+            "dialect: lambda
+handler: app.main"
+        )
+        .unwrap()
+        .handler,
+        "app.main"
+    );
+    assert_eq!(parse("").unwrap().handler, "index.handler");
+    assert_eq!(
+        parse(
+            "dialect: lambda
+runtime: python3.12"
+        )
+        .unwrap()
+        .handler,
+        "index.handler"
+    );
     assert_mentions(
         &error("dialect: aws"),
         &["field 'dialect'", "functiongraph, lambda"],

@@ -22,6 +22,7 @@ use fnbox_engine::http_util::{header, read_body, Oversize};
 use fnbox_engine::Fault;
 use fnbox_wire::fg::ErrorBody;
 use fnbox_wire::front::{lambda_headers, lambda_values, paths};
+use fnbox_wire::lambda::log_lines;
 use fnbox_wire::limits::SYNC_PAYLOAD_MAX;
 use http::{HeaderMap, HeaderValue, StatusCode};
 
@@ -116,15 +117,19 @@ async fn invoke_function(
 fn log_tail(done: &Completed) -> String {
     let id = &done.request_id;
     let s = &done.summary;
-    let mut text = format!("START RequestId: {id} Version: {}\n", lambda_values::LATEST);
+    let mut text = log_lines::start(id) + "\n";
     push_log_lines(&mut text, done);
-    text.push_str(&format!(
-        "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t\n",
+    text.push_str(&log_lines::end(id));
+    text.push('\n');
+    text.push_str(&log_lines::report(
+        id,
         s.duration,
         s.billing_duration,
         s.memory_size,
-        s.memory_used.ceil() as u64
+        s.memory_used.ceil() as u64,
+        done.init_duration_ms,
     ));
+    text.push('\n');
     render::log_tail(&text)
 }
 

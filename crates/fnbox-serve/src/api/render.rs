@@ -108,6 +108,7 @@ mod tests {
             },
             log: vec!["a".into(), "b".into()],
             timeout_secs: 3,
+            init_duration_ms: None,
         }
     }
 

@@ -1,0 +1,3 @@
+module aws-lambda-extensions/go-example-extension
+
+go 1.14
