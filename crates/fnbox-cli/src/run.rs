@@ -79,7 +79,10 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
                 }
             },
         };
-        eprintln!("{}", start_invoke_line(&req.request_id, "latest"));
+        eprintln!(
+            "{}",
+            start_invoke_line(fnbox_wire::fg::now_secs(), &req.request_id, "latest")
+        );
         // The result is shown as soon as the runtime answered, as the platform answers its
         // caller (CONTRACT §3 step 3); the report line follows when the extensions are done.
         let (answer_tx, answer_rx) = tokio::sync::oneshot::channel::<Answer>();
@@ -121,11 +124,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         eprintln!(
             "{}",
             finish_invoke_line(
+                fnbox_wire::fg::now_secs(),
                 &outcome.request_id,
-                m.duration_ms,
-                m.billed_duration_ms,
-                m.memory_used_mb,
-                m.memory_size_mb
+                &m.finish_figures()
             )
         );
     }

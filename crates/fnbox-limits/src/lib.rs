@@ -361,11 +361,21 @@ impl MemoryGroup {
     /// (`utime + stime + cutime + cstime`): the difference of two readings is the CPU an
     /// invocation used, as long as no process of the group exited unreaped in between.
     pub fn cpu_time(&self) -> std::time::Duration {
-        let pids = match &self.backend {
+        charged::cpu_time(&self.pids())
+    }
+
+    /// Bytes the group's live processes wrote to disk-backed files so far (`write_bytes` of
+    /// `/proc/<pid>/io`, counted at `write` time; tmpfs and processes that already exited are
+    /// not included): the difference of two readings is FunctionGraph's `storage used`.
+    pub fn written_bytes(&self) -> u64 {
+        charged::written_bytes(&self.pids())
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        match &self.backend {
             Backend::Cgroup(g) => g.pids(),
             Backend::Rss(s) => s.pids(),
-        };
-        charged::cpu_time(&pids)
+        }
     }
 
     /// Current usage in bytes.
