@@ -2,6 +2,7 @@
 //! the engine. Subcommands return [`MainError`]; [`main`] alone prints it and maps it to the
 //! documented exit code ([`ExitCode`]).
 
+mod config_flags;
 mod echo;
 mod error;
 mod exttest;
@@ -78,6 +79,8 @@ pub struct RunArgs {
     pub memory_mode: MemoryModeArg,
     #[command(flatten)]
     pub otlp: otel::OtlpArgs,
+    #[command(flatten)]
+    pub config: config_flags::ConfigArgs,
 }
 
 fn main() -> ProcessExit {

@@ -12,7 +12,10 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// invocation does not stop the loop; an init failure or an engine error does. Every error is
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
-    let package = Arc::new(fnbox_package::load(&args.package)?);
+    let package = Arc::new(fnbox_package::load_with(
+        &args.package,
+        &args.config.flags(),
+    )?);
     for note in &package.notes {
         eprintln!("note: {note}");
     }

@@ -347,7 +347,7 @@ struct Fields<'a> {
     values: BTreeMap<&'a str, &'a Value>,
 }
 
-fn from_document(
+pub(crate) fn from_document(
     document: &Value,
     file: &Path,
     default_name: &str,

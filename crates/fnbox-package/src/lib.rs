@@ -21,6 +21,7 @@
 mod archive;
 mod config;
 mod error;
+mod flags;
 mod layout;
 
 use std::fs;
@@ -33,6 +34,7 @@ pub use config::{
     FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
 };
 pub use error::PackageError;
+pub use flags::{ConfigFlags, FLAG_NAMES};
 pub use layout::MAX_EXTENSIONS;
 
 /// Config file names, in the order they are looked for.
@@ -77,6 +79,13 @@ impl Package {
 ///
 /// The default `func_name` is the directory name or the zip file's stem.
 pub fn load(path: &Path) -> Result<Package, PackageError> {
+    load_with(path, &ConfigFlags::default())
+}
+
+/// [`load`], with the function's configuration from command-line flags when the package has no
+/// config file (a deploy zip as the platform's console takes it). Flags given for a package
+/// that has a config file are an error naming both.
+pub fn load_with(path: &Path, flags: &ConfigFlags) -> Result<Package, PackageError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -93,7 +102,7 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return load_root(root, path, &name, None);
+        return load_root(root, path, &name, None, flags);
     }
     let is_zip = path
         .extension()
@@ -110,7 +119,7 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
         .unwrap_or_default();
     let root = extracted.root.clone();
     let shown = extracted.shown_root.clone();
-    load_root(root, &shown, &name, Some(extracted.dir))
+    load_root(root, &shown, &name, Some(extracted.dir), flags)
 }
 
 /// Loads an existing code root. `shown` is the root as the user knows it (for messages).
@@ -119,6 +128,7 @@ fn load_root(
     shown: &Path,
     default_name: &str,
     extracted: Option<tempfile::TempDir>,
+    flags: &ConfigFlags,
 ) -> Result<Package, PackageError> {
     let present: Vec<&str> = CONFIG_FILES
         .iter()
@@ -134,6 +144,38 @@ fn load_root(
 
     let mut notes = Vec::new();
     let (config, config_file, shown_config) = match present.first() {
+        Some(name) if !flags.is_empty() => {
+            return Err(PackageError::layout(
+                shown.join(name),
+                format!(
+                    "{} exists: {FLAG_NAMES} configure a package without a config file; \
+                     change {name} instead",
+                    shown.join(name).display()
+                ),
+            ));
+        }
+        None if !flags.is_empty() => {
+            notes.push(format!(
+                "{} has no function.yaml: the configuration comes from the command line",
+                shown.display()
+            ));
+            (flags.config(default_name)?, None, shown.to_owned())
+        }
+        None if fs::symlink_metadata(root.join("bootstrap")).is_err() => {
+            // Without config and flags it would be a Custom runtime missing its bootstrap;
+            // the likelier story is a deploy zip whose configuration lives in the console.
+            return Err(PackageError::layout(
+                shown,
+                format!(
+                    "{} has no function.yaml (or function.json) and no configuration flags: \
+                     give the function's configuration with {FLAG_NAMES} (e.g. --runtime \
+                     Python3.9 --handler index.handler), or add a function.yaml; without \
+                     either it is runtime Custom, which needs an executable bootstrap at \
+                     the code root",
+                    shown.display()
+                ),
+            ));
+        }
         None => {
             notes.push(format!(
                 "{} has no function.yaml or function.json: every setting is its default \
