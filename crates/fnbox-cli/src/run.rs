@@ -61,6 +61,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         package.clone(),
         fnbox_serve::dialect_for(&package),
     )?;
+    if let Some(note) = function.launch_note() {
+        eprintln!("note: {note}");
+    }
 
     let mut errors: Vec<MainError> = Vec::new();
     let mut instance = None;

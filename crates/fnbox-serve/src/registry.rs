@@ -203,6 +203,9 @@ impl Served {
         for note in &self.function.package().notes {
             lines.push(format!("  note: {note}"));
         }
+        if let Some(note) = self.function.launch_note() {
+            lines.push(format!("  note: {note}"));
+        }
         lines
     }
 }
