@@ -456,13 +456,30 @@ def _call_user(fn, *args):
 
 # --------------------------------------------------------------------------- invocation loop
 
+def _to_jsonable(obj):
+    """json.dumps' fallback for objects it does not know, as FunctionGraph's published samples
+    rely on: an object with a to_json() method (the event libraries' response classes, e.g.
+    fg_apig_event.APIGResponse) is what that method returns (a JSON string is parsed), anything
+    else with attributes is its __dict__. Everything else stays an error."""
+    to_json = getattr(obj, "to_json", None)
+    if callable(to_json):
+        value = to_json()
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode("utf-8")
+        return json.loads(value) if isinstance(value, str) else value
+    if hasattr(obj, "__dict__"):
+        return vars(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
 def _serialize(result):
     """Return (body bytes, content type); raises on non-serialisable results."""
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result), "application/octet-stream"
     if isinstance(result, str):
         return result.encode("utf-8"), "text/plain; charset=utf-8"
-    return json.dumps(result, ensure_ascii=False, allow_nan=False).encode("utf-8"), "application/json"
+    text = json.dumps(result, ensure_ascii=False, allow_nan=False, default=_to_jsonable)
+    return text.encode("utf-8"), "application/json"
 
 
 def _error_body(error_type, message, stack):
