@@ -10,7 +10,6 @@ fn model(window_s: u64, max: usize) -> Model {
         Arc::from("f"),
         FunctionInfo {
             memory_size_mb: 128,
-            ..Default::default()
         },
     );
     Model::new(
