@@ -100,7 +100,19 @@ function printError(prefix, info) {
 }
 
 function utcStamp() {
-  return new Date().toISOString(); // 2026-11-26T07:01:02.123Z
+  // Second precision, as FunctionGraph's logs show it: 2026-03-17T10:13:22Z.
+  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+// The context logger's levels (FunctionGraph's runtime: ERROR always; WARN unless ERROR; INFO at
+// INFO or DEBUG; DEBUG only at DEBUG). The initial level is RUNTIME_LOG_LEVEL (any case), INFO
+// when unset or unknown; logger.setLevel changes it.
+const LOG_LEVELS = ['DEBUG', 'INFO', 'WARN', 'ERROR'];
+
+function initialLogLevel() {
+  let level = String(process.env.RUNTIME_LOG_LEVEL || 'INFO').trim().toUpperCase();
+  if (level === 'WARNING') level = 'WARN';
+  return LOG_LEVELS.includes(level) ? level : 'INFO';
 }
 
 // ---------------------------------------------------------------------------- runtime API client
@@ -167,9 +179,14 @@ function errorBody(info) {
 class Logger {
   constructor(requestId) {
     this._requestId = requestId;
-    for (const m of ['info', 'warn', 'error', 'debug']) this[m] = this[m].bind(this);
+    this._level = initialLogLevel();
+    for (const m of ['info', 'warn', 'error', 'debug', 'setLevel']) this[m] = this[m].bind(this);
+  }
+  setLevel(level) {
+    if (LOG_LEVELS.includes(level)) this._level = level;
   }
   _log(level, args) {
+    if (LOG_LEVELS.indexOf(level) < LOG_LEVELS.indexOf(this._level)) return;
     const text = util.format(...args).replace(/\r?\n/g, '\r');
     process.stdout.write(`${utcStamp()} ${this._requestId} ${level} ${text}\n`);
   }

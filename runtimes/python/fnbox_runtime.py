@@ -58,8 +58,21 @@ def _now_ms():
 
 
 def _utc_stamp():
-    now = datetime.datetime.now(datetime.timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (now.microsecond // 1000)
+    # Second precision, as FunctionGraph's logs show it: 2026-03-17T10:13:22Z.
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# The context logger's levels (FunctionGraph's runtime: ERROR always; WARN unless ERROR; INFO at
+# INFO or DEBUG; DEBUG only at DEBUG). The initial level is RUNTIME_LOG_LEVEL (any case), INFO
+# when unset or unknown; Logger.setLevel changes it.
+_LOG_LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")
+
+
+def _initial_log_level():
+    level = _env("RUNTIME_LOG_LEVEL", "INFO").strip().upper()
+    if level == "WARNING":
+        level = "WARN"
+    return level if level in _LOG_LEVELS else "INFO"
 
 
 def _flush():
@@ -183,8 +196,15 @@ class ApiClient(object):
 class Logger(object):
     def __init__(self, request_id):
         self._request_id = request_id
+        self._level = _initial_log_level()
+
+    def setLevel(self, level):
+        if level in _LOG_LEVELS:
+            self._level = level
 
     def _log(self, level, msg, args):
+        if _LOG_LEVELS.index(level) < _LOG_LEVELS.index(self._level):
+            return
         text = msg if isinstance(msg, str) else str(msg)
         if len(args) == 1 and isinstance(args[0], dict) and args[0]:
             args = args[0]
@@ -436,13 +456,30 @@ def _call_user(fn, *args):
 
 # --------------------------------------------------------------------------- invocation loop
 
+def _to_jsonable(obj):
+    """json.dumps' fallback for objects it does not know, as FunctionGraph's published samples
+    rely on: an object with a to_json() method (the event libraries' response classes, e.g.
+    fg_apig_event.APIGResponse) is what that method returns (a JSON string is parsed), anything
+    else with attributes is its __dict__. Everything else stays an error."""
+    to_json = getattr(obj, "to_json", None)
+    if callable(to_json):
+        value = to_json()
+        if isinstance(value, (bytes, bytearray)):
+            value = value.decode("utf-8")
+        return json.loads(value) if isinstance(value, str) else value
+    if hasattr(obj, "__dict__"):
+        return vars(obj)
+    raise TypeError("Object of type %s is not JSON serializable" % type(obj).__name__)
+
+
 def _serialize(result):
     """Return (body bytes, content type); raises on non-serialisable results."""
     if isinstance(result, (bytes, bytearray, memoryview)):
         return bytes(result), "application/octet-stream"
     if isinstance(result, str):
         return result.encode("utf-8"), "text/plain; charset=utf-8"
-    return json.dumps(result, ensure_ascii=False, allow_nan=False).encode("utf-8"), "application/json"
+    text = json.dumps(result, ensure_ascii=False, allow_nan=False, default=_to_jsonable)
+    return text.encode("utf-8"), "application/json"
 
 
 def _error_body(error_type, message, stack):

@@ -2,6 +2,7 @@
 //! the engine. Subcommands return [`MainError`]; [`main`] alone prints it and maps it to the
 //! documented exit code ([`ExitCode`]).
 
+mod config_flags;
 mod contain;
 mod echo;
 mod error;
@@ -84,6 +85,8 @@ pub struct RunArgs {
     pub data_dir: PathBuf,
     #[command(flatten)]
     pub otlp: otel::OtlpArgs,
+    #[command(flatten)]
+    pub config: config_flags::ConfigArgs,
 }
 
 fn main() -> ProcessExit {

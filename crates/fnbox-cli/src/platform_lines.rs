@@ -42,7 +42,9 @@ impl PlatformLines {
     /// The line before an invocation's output.
     pub(crate) fn start(self, request_id: &str) -> String {
         match self {
-            Self::FunctionGraph => start_invoke_line(request_id, "latest"),
+            Self::FunctionGraph => {
+                start_invoke_line(fnbox_wire::fg::now_secs(), request_id, "latest")
+            }
             Self::Lambda => log_lines::start(request_id),
         }
     }
@@ -56,11 +58,9 @@ impl PlatformLines {
     ) -> Vec<String> {
         match self {
             Self::FunctionGraph => vec![finish_invoke_line(
+                fnbox_wire::fg::now_secs(),
                 request_id,
-                m.duration_ms,
-                m.billed_duration_ms,
-                m.memory_used_mb,
-                m.memory_size_mb,
+                &m.finish_figures(),
             )],
             Self::Lambda => vec![
                 log_lines::end(request_id),

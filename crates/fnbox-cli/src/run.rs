@@ -14,7 +14,10 @@ use crate::{MainError, MemoryModeArg, RunArgs};
 /// returned, in order, for `main` to print.
 pub async fn run(args: RunArgs) -> Result<(), MainError> {
     let _extraction = crate::contain::prepare_extraction(&args.data_dir);
-    let package = Arc::new(fnbox_package::load(&args.package)?);
+    let package = Arc::new(fnbox_package::load_with(
+        &args.package,
+        &args.config.flags(),
+    )?);
     for note in &package.notes {
         eprintln!("note: {note}");
     }
@@ -66,6 +69,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         package.clone(),
         fnbox_serve::dialect_for(&package),
     )?;
+    if let Some(note) = function.launch_note() {
+        eprintln!("note: {note}");
+    }
 
     let lines = PlatformLines::for_package(&package);
     let mut errors: Vec<MainError> = Vec::new();

@@ -54,6 +54,8 @@ pub struct ServeArgs {
     /// max_instances 1. Without it, each instance is named `<func_name>-<memory_size>-<8 hex>`.
     #[arg(long, env = "FNBOX_POD_NAME", value_parser = parse_pod_name)]
     pub pod_name: Option<String>,
+    #[command(flatten)]
+    pub function_config: crate::config_flags::ConfigArgs,
     /// Serve no browser timeline (`/ui`, `/api/*`) and keep no history.
     #[arg(long)]
     pub no_ui: bool,
@@ -175,7 +177,11 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
     check_exposure(listen, &listen_origin, &listen_value, token.is_some())?;
     let otlp = args.otlp.resolve(file.otlp.as_ref())?;
     let mut functions = file.functions;
-    functions.extend(args.packages.iter().map(FunctionSpec::from_arg));
+    let flags = args.function_config.flags();
+    functions.extend(args.packages.iter().map(|p| FunctionSpec {
+        flags: flags.clone(),
+        ..FunctionSpec::from_arg(p)
+    }));
     if let Some(q) = &args.queue {
         fnbox_serve::config::check_queue_url(q)
             .map_err(|m| MainError::AsyncSetup(format!("--queue: {m}")))?;

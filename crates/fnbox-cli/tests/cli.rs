@@ -40,21 +40,23 @@ fn run_hello_three_times_prints_three_results_and_three_reports() {
         let v: serde_json::Value = serde_json::from_str(r).unwrap();
         assert_eq!(v["body"], "hello from fnbox");
     }
+    // The documented lines, byte for byte apart from ids, times and figures.
+    use fnbox_testkit::fglog::{shape, DOC_FINISH, DOC_REQUEST_ID, DOC_START};
+    let id_of = |l: &str| l.split('\'').nth(1).unwrap_or_default().to_string();
     let starts = stderr
         .lines()
-        .filter(|l| l.starts_with("Start invoke request '") && l.ends_with("', version: latest"))
+        .filter(|l| l.contains(" Start invoke request '"))
+        .inspect(|l| assert_eq!(shape(l, &id_of(l)), shape(DOC_START, DOC_REQUEST_ID)))
         .count();
     assert_eq!(starts, 3, "stderr: {stderr}");
     let finishes: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.starts_with("Finish invoke request '"))
+        .filter(|l| l.contains(" Finish invoke request '"))
         .collect();
     assert_eq!(finishes.len(), 3, "stderr: {stderr}");
     for f in finishes {
-        assert!(
-            f.contains("ms, billing duration: ") && f.contains("billing memory: 128MB"),
-            "{f}"
-        );
+        assert_eq!(shape(f, &id_of(f)), shape(DOC_FINISH, DOC_REQUEST_ID));
+        assert!(f.contains("billing memory: 128MB"), "{f}");
         let used: f64 = f
             .split("memory used: ")
             .nth(1)

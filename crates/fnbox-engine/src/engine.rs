@@ -171,6 +171,12 @@ impl Function {
         &self.engine
     }
 
+    /// What start-up should say about the runtime's interpreter (a stand-in version), if
+    /// anything.
+    pub fn launch_note(&self) -> Option<&str> {
+        self.launch.note.as_deref()
+    }
+
     /// The dialect its instances speak.
     pub fn dialect(&self) -> &Arc<dyn Dialect> {
         &self.dialect

@@ -12,6 +12,9 @@ use fnbox_package::{Package, Runtime};
 const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/fnbox_runtime.py");
 const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/fnbox_runtime.js");
 
+#[path = "launch/interpreters.rs"]
+mod interpreters;
+
 /// The port an [`RuntimeKind::HttpServer`] runtime serves on (FunctionGraph HTTP functions).
 pub const HTTP_PORT: u16 = 8000;
 
@@ -37,11 +40,23 @@ pub struct Launch {
     pub runs_initializer: bool,
     /// Runtime API client or HTTP server.
     pub kind: RuntimeKind,
+    /// What to tell the user at start-up about the interpreter, when it is not the runtime's
+    /// own version (e.g. `runtime Node.js6.10: no node 6 on PATH, node 20.20.2 (/usr/bin/node)
+    /// stands in`).
+    pub note: Option<String>,
 }
 
 /// The runtime cannot be started here.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
+    /// No interpreter on PATH can run the built-in runtime of this version.
+    #[error("runtime {runtime}: {why}")]
+    NoInterpreter {
+        /// Runtime name as configured.
+        runtime: String,
+        /// What was looked for and what to install.
+        why: String,
+    },
     /// An interpreter is missing.
     #[error("runtime {runtime} needs `{program}` on PATH, and none was found (PATH={path}); install it or use runtime: Custom with a bootstrap")]
     InterpreterMissing {
@@ -74,23 +89,17 @@ pub enum LaunchError {
 }
 
 impl Launch {
-    /// Decides how to start the package's runtime.
+    /// Decides how to start the package's runtime. A built-in runtime runs on the interpreter
+    /// of its own version when PATH has one that works (`python3.10` for `Python3.10`, `node16`
+    /// for `Node.js16.17`), otherwise on the machine's `python3` / `node`, and
+    /// [`Launch::note`] says which interpreter stands in.
     pub fn resolve(package: &Package, host_path: Option<&str>) -> Result<Self, LaunchError> {
         let path = host_path.unwrap_or("/usr/local/bin:/usr/bin:/bin");
-        let builtin = |interpreter: &str,
-                       flags: &[&str],
-                       file: &str,
-                       source: &str|
-         -> Result<Launch, LaunchError> {
-            let program =
-                which(interpreter, path).ok_or_else(|| LaunchError::InterpreterMissing {
-                    runtime: package.config.runtime_name.clone(),
-                    program: interpreter.into(),
-                    path: path.into(),
-                })?;
+        let runtime_name = &package.config.runtime_name;
+        let builtin = |found: Interpreter, flags: &[&str], file: &str, source: &str| {
             let script = cached_runtime(file, source)?;
             Ok(Launch {
-                program,
+                program: found.program,
                 args: flags
                     .iter()
                     .map(Into::into)
@@ -98,6 +107,7 @@ impl Launch {
                     .collect(),
                 runs_initializer: true,
                 kind: RuntimeKind::RuntimeApi,
+                note: found.note,
             })
         };
         match &package.config.runtime {
@@ -106,22 +116,34 @@ impl Launch {
                 args: Vec::new(),
                 runs_initializer: false,
                 kind: RuntimeKind::RuntimeApi,
+                note: None,
             }),
             Runtime::Http => Ok(Launch {
                 program: package.bootstrap(),
                 args: Vec::new(),
                 runs_initializer: false,
                 kind: RuntimeKind::HttpServer,
+                note: None,
             }),
             // `-B`: no `__pycache__` written into the function's code directory (read-only on
             // the platforms).
-            Runtime::Python { .. } => {
-                builtin("python3", &["-B"], "fnbox_runtime.py", PYTHON_RUNTIME)
-            }
-            Runtime::Node { .. } => builtin("node", &[], "fnbox_runtime.js", NODE_RUNTIME),
+            Runtime::Python { version } => builtin(
+                interpreters::python(runtime_name, version, path)?,
+                &["-B"],
+                "fnbox_runtime.py",
+                PYTHON_RUNTIME,
+            ),
+            Runtime::Node { version } => builtin(
+                interpreters::node(runtime_name, version, path)?,
+                &[],
+                "fnbox_runtime.js",
+                NODE_RUNTIME,
+            ),
         }
     }
 }
+
+use interpreters::Interpreter;
 
 /// Writes an embedded runtime to `<cache>/fnbox-runtimes-<uid>/<hash>/<file>` once.
 fn cached_runtime(file: &str, source: &str) -> Result<PathBuf, LaunchError> {

@@ -28,6 +28,7 @@ pub mod observe;
 pub mod pool;
 pub mod telemetry;
 pub mod trace;
+mod usage;
 
 pub use dialect::{Command, Dialect, ErrorInfo, LogLines, ShutdownOrder};
 pub use engine::{Engine, EngineConfig, Function, HttpClient, LineEcho};

@@ -60,7 +60,7 @@ pub enum Phase {
 }
 
 /// Measured figures of a phase.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ReportMetrics {
     /// Wall time of the phase in milliseconds.
     pub duration_ms: f64,
@@ -70,6 +70,12 @@ pub struct ReportMetrics {
     pub memory_used_mb: f64,
     /// Configured memory size, MB.
     pub memory_size_mb: u32,
+    /// CPU the instance used during the phase, in cores: its processes' CPU time over the
+    /// duration (FunctionGraph's `cpu used: …U`; see docs/design.md "Finish line figures").
+    pub cpu_used: f64,
+    /// Bytes the instance's processes wrote to disk-backed files during the phase, MB
+    /// (FunctionGraph's `storage used: …MB`).
+    pub storage_used_mb: f64,
 }
 
 impl ReportMetrics {
@@ -81,7 +87,30 @@ impl ReportMetrics {
             billed_duration_ms: (duration_ms.ceil() as u64).max(1),
             memory_used_mb: peak_bytes as f64 / (1024.0 * 1024.0),
             memory_size_mb,
+            cpu_used: 0.0,
+            storage_used_mb: 0.0,
         }
+    }
+
+    /// The figures of FunctionGraph's `Finish invoke request` line.
+    pub fn finish_figures(&self) -> fnbox_wire::fg::FinishFigures {
+        fnbox_wire::fg::FinishFigures {
+            duration_ms: self.duration_ms,
+            billing_duration_ms: self.billed_duration_ms,
+            memory_used_mb: self.memory_used_mb,
+            memory_size_mb: self.memory_size_mb,
+            cpu_used: self.cpu_used,
+            storage_used_mb: self.storage_used_mb,
+        }
+    }
+
+    /// Adds the CPU time and file bytes written during the phase.
+    pub fn with_usage(mut self, cpu_time: Duration, written_bytes: u64) -> Self {
+        if self.duration_ms > 0.0 {
+            self.cpu_used = cpu_time.as_secs_f64() * 1000.0 / self.duration_ms;
+        }
+        self.storage_used_mb = written_bytes as f64 / (1024.0 * 1024.0);
+        self
     }
 }
 

@@ -8,11 +8,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fnbox_engine::instance::process::{Pipe, Role};
+use fnbox_engine::instance::process::Role;
 use fnbox_engine::telemetry::Status;
 use fnbox_engine::{Engine, EngineConfig, Function, InitError, InvokeRequest, InvokeResult};
 use fnbox_limits::MemoryController;
-use fnbox_testkit::{wait_until, FixturePackage};
+use fnbox_testkit::{fglog, wait_until, FixturePackage};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -73,7 +73,7 @@ impl Harness {
         config.host_path = std::env::var("PATH").ok();
         config.echo = Some(Arc::new(
             move |_pod: &str, line: &fnbox_engine::instance::process::LogLine| {
-                if *line.role == Role::Runtime && line.pipe == Pipe::Stdout {
+                if *line.role == Role::Runtime {
                     sink.lock().unwrap().push(line.text.clone());
                 }
             },
@@ -139,6 +139,8 @@ both_languages!(
     syntax_error_fails_the_init,
     context_values,
     logger_lines,
+    logger_levels,
+    error_line_keeps_its_place,
     initializer_runs_once,
     initializer_failure_fails_the_init,
     initializer_timeout_fails_the_init,
@@ -403,20 +405,6 @@ exports.handler = async (event, context) => {
     inst.shutdown().await;
 }
 
-/// `2026-11-26T07:01:02.123Z`
-fn is_utc_millis_stamp(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 24
-        && b.iter().enumerate().all(|(i, &c)| match i {
-            4 | 7 => c == b'-',
-            10 => c == b'T',
-            13 | 16 => c == b':',
-            19 => c == b'.',
-            23 => c == b'Z',
-            _ => c.is_ascii_digit(),
-        })
-}
-
 async fn logger_lines(lang: &Lang) {
     let pkg = lang.package(
         "",
@@ -465,27 +453,130 @@ exports.handler = async (event, context) => {
         ("ERROR", "two\rlines"),
     ];
     assert_eq!(lines.len(), 3, "{lines:?}");
+    // FunctionGraph's documented logger line, byte for byte apart from id and time (second
+    // precision: `2026-03-17T10:13:22Z <id> INFO …`).
     for (line, (level, message)) in lines.iter().zip(expected) {
-        let mut parts = line.splitn(4, ' ');
-        let (stamp, rid, lvl, msg) = (
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap(),
-            parts.next().unwrap_or(""),
+        assert_eq!(
+            fglog::shape(line, &id),
+            fglog::shape(
+                &fglog::doc_logger_line(level, message),
+                fglog::DOC_REQUEST_ID
+            ),
+            "{line:?}"
         );
-        assert!(
-            is_utc_millis_stamp(stamp),
-            "time first, RFC 3339 UTC with milliseconds: {line:?}"
-        );
-        assert_eq!(rid, id, "{line:?}");
-        assert_eq!(lvl, level, "{line:?}");
-        assert_eq!(msg, message, "{line:?}");
     }
     assert!(
         out.log.iter().any(|l| l.contains("hello world 42")),
         "logger lines are in the invocation's log tail: {:?}",
         out.log
     );
+    inst.shutdown().await;
+}
+
+/// `RUNTIME_LOG_LEVEL` sets the logger's first level, `setLevel` changes it; ERROR always prints.
+async fn logger_levels(lang: &Lang) {
+    let pkg = lang.package(
+        "user_data:\n  RUNTIME_LOG_LEVEL: warn\n",
+        r#"
+def handler(event, context):
+    log = context.getLogger()
+    log.debug("d1")
+    log.info("i1")
+    log.warn("w1")
+    log.error("e1")
+    log.setLevel("DEBUG")
+    log.debug("d2")
+    log.info("i2")
+    log.setLevel("ERROR")
+    log.warn("w3")
+    log.error("e3")
+    log.setLevel("nonsense")
+    log.info("i4")
+    return "ok"
+"#,
+        r#"
+exports.handler = async (event, context) => {
+  const log = context.getLogger();
+  log.debug('d1');
+  log.info('i1');
+  log.warn('w1');
+  log.error('e1');
+  log.setLevel('DEBUG');
+  log.debug('d2');
+  log.info('i2');
+  log.setLevel('ERROR');
+  log.warn('w3');
+  log.error('e3');
+  log.setLevel('nonsense');
+  log.info('i4');
+  return 'ok';
+};
+"#,
+    );
+    let h = Harness::new(&pkg);
+    let inst = h.function.start_instance(None).await.expect("init");
+    let req = InvokeRequest::sync("{}");
+    let id = req.request_id.clone();
+    let out = inst.invoke(req).await.unwrap();
+    assert_eq!(
+        out.result,
+        InvokeResult::Ok(bytes::Bytes::from_static(b"ok"))
+    );
+    let messages = |h: &Harness| {
+        h.lines()
+            .into_iter()
+            .filter(|l| l.contains(&id))
+            .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    wait_until(Duration::from_secs(3), || messages(&h).len() >= 5).await;
+    assert_eq!(
+        messages(&h),
+        ["WARN w1", "ERROR e1", "DEBUG d2", "INFO i2", "ERROR e3"],
+        "{:?}",
+        h.lines()
+    );
+    inst.shutdown().await;
+}
+
+/// A thrown error's `[ERROR]` line (stderr) comes after the logger line (stdout) printed before
+/// it, every time: stdout and stderr are one stream.
+async fn error_line_keeps_its_place(lang: &Lang) {
+    let pkg = lang.package(
+        "",
+        r#"
+def handler(event, context):
+    context.getLogger().info("before the error %d", event["n"])
+    raise ValueError("boom %d" % event["n"])
+"#,
+        r#"
+exports.handler = async (event, context) => {
+  context.getLogger().info('before the error %d', event.n);
+  throw new Error('boom ' + event.n);
+};
+"#,
+    );
+    let h = Harness::new(&pkg);
+    let inst = h.function.start_instance(None).await.expect("init");
+    for n in 0..20 {
+        let out = inst
+            .invoke(InvokeRequest::sync(format!(r#"{{"n":{n}}}"#)))
+            .await
+            .unwrap();
+        assert!(matches!(out.result, InvokeResult::HandlerError(_)));
+        let before = out
+            .log
+            .iter()
+            .position(|l| l.ends_with(&format!("INFO before the error {n}")));
+        let error = out
+            .log
+            .iter()
+            .position(|l| l.starts_with("[ERROR]") && l.contains(&format!("boom {n}")));
+        match (before, error) {
+            (Some(b), Some(e)) => assert!(b < e, "logger line first: {:?}", out.log),
+            _ => panic!("both lines in the log: {:?}", out.log),
+        }
+    }
     inst.shutdown().await;
 }
 

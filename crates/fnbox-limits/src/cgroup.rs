@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::Duration;
 
+use crate::charged::ChargedSampler;
 use crate::parse::{
     cgroup_dir, keyed_value, owner_name, parse_mountinfo, parse_owner_name, parse_proc_stat,
     single_value, v1_cgroup_path, v2_cgroup_path,
@@ -602,6 +603,10 @@ pub(crate) struct CgroupGroup {
     dir: PathBuf,
     procs: CString,
     peak: PeakSource,
+    /// The hard limit in bytes.
+    limit: u64,
+    /// memoryUsed: the sampled resident-set peak of the group's processes (`charged.rs`).
+    charged: Arc<ChargedSampler>,
     /// Where OOM kills are counted (`memory.events`, `memory.oom_control`, or `memory.failcnt`
     /// on old v1 kernels), kept open: every invocation reads it, and a positioned read of an
     /// open cgroup file is one syscall instead of open, read, close and a path allocation.
@@ -683,11 +688,15 @@ impl CgroupGroup {
             Version::V2 => dir.join("memory.events"),
         };
         let oom = File::open(&oom).map_err(io_err("opening", &oom))?;
+        let charged = Arc::new(ChargedSampler::new(procs_path));
+        sampler.register(Arc::downgrade(&charged) as _);
         Ok(CgroupGroup {
             version,
             dir: dir.to_path_buf(),
             procs,
             peak,
+            limit,
+            charged,
             oom,
             v1_has_oom_kill,
             removed: AtomicBool::new(false),
@@ -703,6 +712,7 @@ impl CgroupGroup {
     }
 
     pub(crate) fn reset_peak(&self) {
+        self.charged.reset();
         let res = match &self.peak {
             PeakSource::V1(f) => f
                 .write_at(b"0", 0)
@@ -723,7 +733,20 @@ impl CgroupGroup {
         }
     }
 
+    /// memoryUsed's peak: the group's processes' resident sets (see `charged.rs`), at most the
+    /// limit: file pages the host had cached are not charged to the group here, so the sum can
+    /// pass a limit that a pod, charged for them, would have been held to.
     pub(crate) fn peak_bytes(&self) -> u64 {
+        self.charged.peak().min(self.limit)
+    }
+
+    /// The pids in the group now.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        crate::charged::cgroup_pids(&self.dir.join("cgroup.procs"))
+    }
+
+    /// The kernel's peak charge of the group (depends on the host's page cache).
+    pub(crate) fn kernel_peak_bytes(&self) -> u64 {
         match &self.peak {
             PeakSource::V1(f) | PeakSource::V2Fd(f) => {
                 let mut buf = [0u8; 32];
@@ -781,6 +804,7 @@ impl CgroupGroup {
 
     /// Stops the sampler for this group and kills every process still in it.
     fn close_and_kill(&self) {
+        self.charged.close();
         if let PeakSource::V2Sampled { state, .. } = &self.peak {
             state.closed.store(true, Ordering::SeqCst);
         }

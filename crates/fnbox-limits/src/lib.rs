@@ -5,11 +5,10 @@
 //! once at start-up by [`MemoryController::detect`], best first:
 //!
 //! 1. **cgroup v2** (unified hierarchy with the `memory` controller): the kernel enforces
-//!    `memory.max` (`memory.swap.max` = 0) on the whole tree; peak from `memory.peak`, OOM kills
-//!    from `memory.events`.
+//!    `memory.max` (`memory.swap.max` = 0) on the whole tree; OOM kills from `memory.events`.
 //! 2. **cgroup v1** with a writable `memory` hierarchy: `memory.limit_in_bytes` (plus
-//!    `memory.memsw.limit_in_bytes`, `memory.swappiness` 0); peak from
-//!    `memory.max_usage_in_bytes`; OOM kills from `memory.oom_control`.
+//!    `memory.memsw.limit_in_bytes`, `memory.swappiness` 0); OOM kills from
+//!    `memory.oom_control`.
 //! 3. **RSS sampling** when no cgroup can be made (not root, read-only cgroupfs, ...): a
 //!    background thread sums the RSS of the instance's process groups every 10 ms and SIGKILLs
 //!    them when the sum exceeds the limit.
@@ -22,6 +21,10 @@
 //! - `freezer.rs`: freezing an instance between invocations ([`FreezeController`], [`Freezer`]:
 //!   cgroup v2 `cgroup.freeze`, the cgroup v1 `freezer` controller, or SIGSTOP/SIGCONT).
 //! - `sampler.rs`: the shared background sampler thread and the `/proc` scan.
+//! - `charged.rs`: memoryUsed in every mode (the summed resident sets of the instance's
+//!   processes, what a fresh pod is charged, independent of the host's page cache) and CPU time.
+//!   The kernel's own peak (`memory.peak`, `memory.max_usage_in_bytes`) stays available as
+//!   [`MemoryGroup::kernel_peak_bytes`].
 //! - `parse.rs`: pure parsers for `/proc/self/cgroup`, mountinfo, `/proc/<pid>/stat` and
 //!   keyed cgroup files.
 //!
@@ -59,6 +62,7 @@
 //!   zeros or [`LimitError`].
 
 mod cgroup;
+mod charged;
 mod freezer;
 mod parse;
 mod pids;
@@ -340,12 +344,46 @@ impl MemoryGroup {
         }
     }
 
-    /// Peak memory in bytes since the last [`reset_peak`](Self::reset_peak) (or creation).
-    /// In RSS mode it can exceed the limit (the sample that triggered the kill).
+    /// Peak memory in bytes since the last [`reset_peak`](Self::reset_peak) (or creation): what
+    /// a fresh pod would be charged, the summed resident sets (anonymous plus mapped file pages)
+    /// of the group's processes, sampled every 10 ms and at each reset and read, in every mode
+    /// (see `charged.rs` for the rule and why Rss, not Pss). In RSS mode it can exceed the
+    /// limit (the sample that triggered the kill).
     pub fn peak_bytes(&self) -> u64 {
         match &self.backend {
             Backend::Cgroup(g) => g.peak_bytes(),
             Backend::Rss(s) => s.peak_bytes(),
+        }
+    }
+
+    /// The kernel's own peak charge of the group since the last reset (cgroup modes; the RSS
+    /// peak in RSS mode). Unlike [`peak_bytes`](Self::peak_bytes) it depends on the host's page
+    /// cache: a file page is charged to whoever read it first. For diagnostics.
+    pub fn kernel_peak_bytes(&self) -> u64 {
+        match &self.backend {
+            Backend::Cgroup(g) => g.kernel_peak_bytes(),
+            Backend::Rss(s) => s.peak_bytes(),
+        }
+    }
+
+    /// CPU time used so far by the group's live processes and the children they reaped
+    /// (`utime + stime + cutime + cstime`): the difference of two readings is the CPU an
+    /// invocation used, as long as no process of the group exited unreaped in between.
+    pub fn cpu_time(&self) -> std::time::Duration {
+        charged::cpu_time(&self.pids())
+    }
+
+    /// Bytes the group's live processes wrote to disk-backed files so far (`write_bytes` of
+    /// `/proc/<pid>/io`, counted at `write` time; tmpfs and processes that already exited are
+    /// not included): the difference of two readings is FunctionGraph's `storage used`.
+    pub fn written_bytes(&self) -> u64 {
+        charged::written_bytes(&self.pids())
+    }
+
+    fn pids(&self) -> Vec<i32> {
+        match &self.backend {
+            Backend::Cgroup(g) => g.pids(),
+            Backend::Rss(s) => s.pids(),
         }
     }
 

@@ -98,6 +98,11 @@ impl RssState {
             .collect()
     }
 
+    /// Pids of the watched process groups' members now.
+    pub(crate) fn pids(&self) -> Vec<i32> {
+        crate::charged::pids_in_pgroups(&self.live_pgids().into_iter().collect())
+    }
+
     pub(crate) fn kill_all(&self) {
         for pgid in self.live_pgids() {
             killpg(pgid);

@@ -376,7 +376,7 @@ struct Fields<'a> {
     values: BTreeMap<&'a str, &'a Value>,
 }
 
-fn from_document(
+pub(crate) fn from_document(
     document: &Value,
     file: &Path,
     default_name: &str,
@@ -827,7 +827,9 @@ fn parse_runtime(name: &str, dialect: Dialect) -> Option<Runtime> {
             } else if lower == "http" {
                 Some(Runtime::Http)
             } else if let Some(v) = lower.strip_prefix("python") {
-                is_python3_version(v).then(|| Runtime::Python {
+                // Python2.7 is listed by the platform too; whether this machine can run it is
+                // the launcher's question (fnbox-engine `launch`).
+                (is_python3_version(v) || v == "2.7").then(|| Runtime::Python {
                     version: v.to_owned(),
                 })
             } else if let Some(v) = lower.strip_prefix("node.js") {
@@ -879,8 +881,8 @@ fn bad_runtime(name: &str, dialect: Dialect) -> String {
     };
     match dialect {
         Dialect::FunctionGraph => format!(
-            "'{name}' is not allowed; allowed values: Custom, http, Python3.<minor> (e.g. Python3.9, \
-             Python3.12), Node.js<version> (e.g. Node.js18.15, Node.js20.15){hint}"
+            "'{name}' is not allowed; allowed values: Custom, http, Python2.7, Python3.<minor> (e.g. \
+             Python3.9, Python3.12), Node.js<version> (e.g. Node.js6.10, Node.js20.15){hint}"
         ),
         Dialect::Lambda => format!(
             "'{name}' is not allowed with dialect lambda; allowed values: provided, provided.al2, \

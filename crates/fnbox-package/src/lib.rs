@@ -21,6 +21,7 @@
 mod archive;
 mod config;
 mod error;
+mod flags;
 mod layout;
 mod sources;
 
@@ -35,6 +36,7 @@ pub use config::{
 };
 pub use config::{MAX_DEPENDENCIES, MAX_LAYERS};
 pub use error::PackageError;
+pub use flags::{ConfigFlags, FLAG_NAMES};
 pub use layout::MAX_EXTENSIONS;
 pub use sources::{MAX_DEPENDENCY_BYTES, MAX_DEPENDENCY_FILES, MAX_LAYERS_BYTES};
 
@@ -104,6 +106,13 @@ impl Package {
 ///
 /// The default `func_name` is the directory name or the zip file's stem.
 pub fn load(path: &Path) -> Result<Package, PackageError> {
+    load_with(path, &ConfigFlags::default())
+}
+
+/// [`load`], with the function's configuration from command-line flags when the package has no
+/// config file (a deploy zip as the platform's console takes it). Flags given for a package
+/// that has a config file are an error naming both.
+pub fn load_with(path: &Path, flags: &ConfigFlags) -> Result<Package, PackageError> {
     let meta = match fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -120,7 +129,7 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        return load_root(root.clone(), path, &root, &name, None);
+        return load_root(root.clone(), path, &root, &name, None, flags);
     }
     let is_zip = path
         .extension()
@@ -142,7 +151,7 @@ pub fn load(path: &Path) -> Result<Package, PackageError> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_owned))
         .unwrap_or_else(|| PathBuf::from("."));
-    load_root(root, &shown, &base, &name, Some(extracted.dir))
+    load_root(root, &shown, &base, &name, Some(extracted.dir), flags)
 }
 
 /// Loads an existing code root. `shown` is the root as the user knows it (for messages);
@@ -153,6 +162,7 @@ fn load_root(
     base: &Path,
     default_name: &str,
     extracted: Option<tempfile::TempDir>,
+    flags: &ConfigFlags,
 ) -> Result<Package, PackageError> {
     let present: Vec<&str> = CONFIG_FILES
         .iter()
@@ -168,6 +178,38 @@ fn load_root(
 
     let mut notes = Vec::new();
     let (config, config_file, shown_config) = match present.first() {
+        Some(name) if !flags.is_empty() => {
+            return Err(PackageError::layout(
+                shown.join(name),
+                format!(
+                    "{} exists: {FLAG_NAMES} configure a package without a config file; \
+                     change {name} instead",
+                    shown.join(name).display()
+                ),
+            ));
+        }
+        None if !flags.is_empty() => {
+            notes.push(format!(
+                "{} has no function.yaml: the configuration comes from the command line",
+                shown.display()
+            ));
+            (flags.config(default_name)?, None, shown.to_owned())
+        }
+        None if fs::symlink_metadata(root.join("bootstrap")).is_err() => {
+            // Without config and flags it would be a Custom runtime missing its bootstrap;
+            // the likelier story is a deploy zip whose configuration lives in the console.
+            return Err(PackageError::layout(
+                shown,
+                format!(
+                    "{} has no function.yaml (or function.json) and no configuration flags: \
+                     give the function's configuration with {FLAG_NAMES} (e.g. --runtime \
+                     Python3.9 --handler index.handler), or add a function.yaml; without \
+                     either it is runtime Custom, which needs an executable bootstrap at \
+                     the code root",
+                    shown.display()
+                ),
+            ));
+        }
         None => {
             notes.push(format!(
                 "{} has no function.yaml or function.json: every setting is its default \

@@ -453,7 +453,68 @@ fn zip_with_single_top_directory() {
             Entry::File("README", "", 0o644),
         ],
     );
-    assert_mentions(&load_err(&zip), &["pkg.zip/bootstrap is missing"]);
+    // No config file, no flags, no bootstrap: the message says what to give.
+    assert_mentions(
+        &load_err(&zip),
+        &["pkg.zip has no function.yaml", "--runtime, --handler"],
+    );
+}
+
+/// A deploy zip as the console takes it (code only) runs with its configuration from flags;
+/// flags next to a config file are refused.
+#[test]
+fn config_flags_configure_a_package_without_config_file() {
+    let (_tmp, zip) = zip_file(
+        "sample.zip",
+        &[Entry::File(
+            "index.py",
+            "def handler(event, context):\n    return 1\n",
+            0o644,
+        )],
+    );
+    let flags = fnbox_package::ConfigFlags {
+        runtime: Some("Python3.9".into()),
+        handler: Some("index.handler".into()),
+        memory: Some(256),
+        env: vec![("RUNTIME_LOG_LEVEL".into(), "DEBUG".into())],
+        ..Default::default()
+    };
+    let p = fnbox_package::load_with(&zip, &flags).unwrap();
+    assert_eq!(p.config.func_name, "sample");
+    assert_eq!(p.config.runtime_name, "Python3.9");
+    assert_eq!(p.config.memory_size, 256);
+    assert!(p.config_file.is_none());
+    assert!(
+        p.notes[0].contains("configuration comes from the command line"),
+        "{:?}",
+        p.notes
+    );
+
+    // A handler file the flags name must exist, as with function.yaml.
+    let wrong = fnbox_package::ConfigFlags {
+        handler: Some("main.handler".into()),
+        ..flags.clone()
+    };
+    let e = fnbox_package::load_with(&zip, &wrong)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("main.py"), "{e}");
+
+    let (_tmp2, with_yaml) = zip_file(
+        "sample.zip",
+        &[
+            Entry::File("index.py", "", 0o644),
+            Entry::File("function.yaml", "runtime: Python3.9\n", 0o644),
+        ],
+    );
+    let e = fnbox_package::load_with(&with_yaml, &flags)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("sample.zip/function.yaml exists: --runtime")
+            && e.contains("change function.yaml"),
+        "{e}"
+    );
 }
 
 #[test]

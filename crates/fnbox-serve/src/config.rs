@@ -156,6 +156,8 @@ pub struct FunctionSpec {
     pub origin: String,
     /// Pool overrides.
     pub overrides: Overrides,
+    /// The configuration of a package without function.yaml (`fnbox serve --runtime …`).
+    pub flags: fnbox_package::ConfigFlags,
 }
 
 impl FunctionSpec {
@@ -165,6 +167,7 @@ impl FunctionSpec {
             path: path.into(),
             origin: "command line".to_string(),
             overrides: Overrides::default(),
+            flags: Default::default(),
         }
     }
 }
@@ -278,6 +281,7 @@ impl ServeFile {
                 path: resolved,
                 origin: format!("{}: functions[{i}]", path.display()),
                 overrides,
+                flags: Default::default(),
             });
         }
         if let Some(q) = &raw.queue {

@@ -27,6 +27,8 @@ pub struct Completed {
     pub result: InvokeResult,
     /// Duration and memory, as the engine measured them at the answer.
     pub summary: InvokeSummary,
+    /// Everything the engine measured at the answer (the log tail's `Finish` line).
+    pub metrics: fnbox_engine::telemetry::ReportMetrics,
     /// The runtime's lines up to its answer.
     pub log: Vec<String>,
     /// The function's timeout, seconds.
@@ -82,6 +84,7 @@ fn complete(a: Answer, timeout_secs: u32) -> Completed {
             memory_size: m.memory_size_mb,
             memory_used: m.memory_used_mb,
         },
+        metrics: m,
         log: a.log,
         timeout_secs,
         init_duration_ms: a.init_duration_ms,

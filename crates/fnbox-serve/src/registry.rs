@@ -209,6 +209,9 @@ impl Served {
         for note in &self.function.package().notes {
             lines.push(format!("  note: {note}"));
         }
+        if let Some(note) = self.function.launch_note() {
+            lines.push(format!("  note: {note}"));
+        }
         lines
     }
 }
@@ -255,9 +258,11 @@ impl Registry {
         let mut port_owner: HashMap<&'static str, String> = HashMap::new();
         for spec in specs {
             let mut package =
-                fnbox_package::load(&spec.path).map_err(|source| RegistryError::Package {
-                    origin: spec.origin.clone(),
-                    source,
+                fnbox_package::load_with(&spec.path, &spec.flags).map_err(|source| {
+                    RegistryError::Package {
+                        origin: spec.origin.clone(),
+                        source,
+                    }
                 })?;
             spec.overrides
                 .apply(&mut package.config)

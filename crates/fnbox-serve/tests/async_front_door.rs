@@ -329,3 +329,34 @@ async fn status_is_404_for_unknown_ids_and_other_functions() {
     );
     s.stop().await;
 }
+
+/// FunctionGraph documents that HTTP functions cannot be invoked asynchronously: 400 FSS.0400
+/// with a message saying so, and nothing is queued.
+#[tokio::test]
+async fn fg_async_refuses_http_functions() {
+    let pkg = FixturePackage::empty("func_name: web\nruntime: http\n");
+    pkg.write(
+        "bootstrap",
+        "exec python3 -m http.server 8000 --bind 127.0.0.1\n",
+    );
+    let s = serve(&[&pkg]).await;
+    let r = request(
+        s.addr,
+        "POST",
+        "/v2/p/fgs/functions/web/invocations-async",
+        &[],
+        b"{}",
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["error_code"], "FSS.0400", "{v}");
+    let msg = v["error_msg"].as_str().unwrap();
+    assert!(
+        msg.contains("web is an HTTP function") && msg.contains("cannot be invoked asynchronously"),
+        "{msg}"
+    );
+    let page = s.store.list(ListFilter::default()).await.unwrap();
+    assert_eq!(page.count, 0, "nothing queued");
+    s.stop().await;
+}

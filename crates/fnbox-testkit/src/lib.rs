@@ -13,6 +13,7 @@
 //! - [`otlp`]: an OTLP/HTTP receiver decoding the real protobuf (`opentelemetry-proto`).
 
 pub mod browser;
+pub mod fglog;
 pub mod http;
 pub mod otlp;
 pub mod pg;

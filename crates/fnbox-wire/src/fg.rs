@@ -165,24 +165,77 @@ pub const EXTENSION_PORTS: std::ops::RangeInclusive<u16> = 8081..=8090;
 /// Most extensions one function may have.
 pub const MAX_EXTENSIONS: usize = 10;
 
-/// The log line FunctionGraph writes before an invocation's output:
-/// `Start invoke request '<id>', version: <version>` (no newline).
-pub fn start_invoke_line(request_id: &str, version: &str) -> String {
-    format!("Start invoke request '{request_id}', version: {version}")
+/// The timestamp FunctionGraph's platform and runtime log lines start with: UTC, second
+/// precision, `Z` (`2026-03-17T10:13:22Z`), from seconds since the Unix epoch.
+pub fn log_time(unix_secs: i64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), so this crate needs no date library.
+    let days = unix_secs.div_euclid(86_400);
+    let secs = unix_secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
 }
 
-/// The report line FunctionGraph writes after an invocation's output (no newline): duration in
-/// ms with 3 decimals, billed whole ms, measured peak memory in MB with 3 decimals, configured
-/// memory in MB. `fnbox run` prints it and `fnbox serve` ends the log tail with it.
-pub fn finish_invoke_line(
-    request_id: &str,
-    duration_ms: f64,
-    billing_duration_ms: u64,
-    memory_used_mb: f64,
-    memory_size_mb: u32,
-) -> String {
+/// Seconds since the Unix epoch now, for [`log_time`].
+pub fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The log line FunctionGraph writes before an invocation's output (no newline), as its invoke
+/// API guide shows it: `2026-03-17T10:13:22Z Start invoke request '<id>', version: latest`.
+pub fn start_invoke_line(unix_secs: i64, request_id: &str, version: &str) -> String {
     format!(
-        "Finish invoke request '{request_id}', duration: {duration_ms:.3}ms, billing duration: {billing_duration_ms}ms, memory used: {memory_used_mb:.3}MB, billing memory: {memory_size_mb}MB"
+        "{} Start invoke request '{request_id}', version: {version}",
+        log_time(unix_secs)
+    )
+}
+
+/// The figures of FunctionGraph's `Finish invoke request` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct FinishFigures {
+    /// Duration in ms (printed with 3 decimals).
+    pub duration_ms: f64,
+    /// Billed whole ms.
+    pub billing_duration_ms: u64,
+    /// Memory used, MB (3 decimals).
+    pub memory_used_mb: f64,
+    /// Configured memory, MB.
+    pub memory_size_mb: u32,
+    /// CPU used, in cores ("U", 3 decimals): CPU time over duration.
+    pub cpu_used: f64,
+    /// Storage used, MB (3 decimals).
+    pub storage_used_mb: f64,
+}
+
+/// The report line FunctionGraph writes after an invocation's output (no newline), as its
+/// invoke API guide shows it: `2026-03-17T10:13:22Z Finish invoke request '<id>', duration:
+/// 2.049ms, billing duration: 3ms, memory used: 36.535MB, billing memory: 128MB, cpu used:
+/// 0.300U, storage used: 0.039MB`. `fnbox run` prints it and `fnbox serve` ends the log tail
+/// with it.
+pub fn finish_invoke_line(unix_secs: i64, request_id: &str, f: &FinishFigures) -> String {
+    format!(
+        "{} Finish invoke request '{request_id}', duration: {:.3}ms, billing duration: {}ms, memory used: {:.3}MB, billing memory: {}MB, cpu used: {:.3}U, storage used: {:.3}MB",
+        log_time(unix_secs),
+        f.duration_ms,
+        f.billing_duration_ms,
+        f.memory_used_mb,
+        f.memory_size_mb,
+        f.cpu_used,
+        f.storage_used_mb
     )
 }
 
@@ -243,13 +296,26 @@ mod tests {
 
     #[test]
     fn invoke_log_lines_have_the_platform_text() {
+        // 2026-03-17T10:13:22Z, the invoke API guide's example.
+        let t = 1_773_742_402;
+        assert_eq!(log_time(t), "2026-03-17T10:13:22Z");
+        assert_eq!(log_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(log_time(951_825_600), "2000-02-29T12:00:00Z");
         assert_eq!(
-            start_invoke_line("49cd6f7c", "latest"),
-            "Start invoke request '49cd6f7c', version: latest"
+            start_invoke_line(t, "960d089c", "latest"),
+            "2026-03-17T10:13:22Z Start invoke request '960d089c', version: latest"
         );
+        let f = FinishFigures {
+            duration_ms: 2.0494,
+            billing_duration_ms: 3,
+            memory_used_mb: 36.535,
+            memory_size_mb: 128,
+            cpu_used: 0.3,
+            storage_used_mb: 0.039,
+        };
         assert_eq!(
-            finish_invoke_line("49cd6f7c", 6.8774, 7, 0.5, 128),
-            "Finish invoke request '49cd6f7c', duration: 6.877ms, billing duration: 7ms, memory used: 0.500MB, billing memory: 128MB"
+            finish_invoke_line(t, "960d089c", &f),
+            "2026-03-17T10:13:22Z Finish invoke request '960d089c', duration: 2.049ms, billing duration: 3ms, memory used: 36.535MB, billing memory: 128MB, cpu used: 0.300U, storage used: 0.039MB"
         );
     }
 

@@ -769,13 +769,20 @@ impl Instance {
     }
 
     /// The caller's answer as of now.
-    fn answer_now(&self, req: &InvokeRequest, result: &InvokeResult, started: Instant) -> Answer {
+    fn answer_now(
+        &self,
+        req: &InvokeRequest,
+        result: &InvokeResult,
+        started: Instant,
+        usage: &crate::usage::UsageBaseline,
+    ) -> Answer {
         let peak = self.memory.peak_bytes();
+        let metrics = ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb);
         Answer {
             request_id: req.request_id.clone(),
             result: result.clone(),
             error_type: self.error_type(result),
-            metrics: ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb),
+            metrics: usage.apply(&self.memory, metrics),
             log: self.logs.snapshot(&req.request_id),
             init_duration_ms: self.take_cold_init(&req.request_id),
         }
@@ -817,6 +824,7 @@ impl Instance {
         if self.concurrency == 1 {
             self.memory.reset_peak();
         }
+        let usage = crate::usage::UsageBaseline::now(&self.memory);
         let oom_before = self.memory.oom_kills();
         self.logs.begin(&req.request_id);
 
@@ -847,7 +855,7 @@ impl Instance {
             if self.memory.oom_kills() <= oom_before {
                 // The caller gets the runtime's answer at once (CONTRACT §3 step 3);
                 // extensions finishing with the invocation do not delay it.
-                answer.send(self.answer_now(&req, &result, started));
+                answer.send(self.answer_now(&req, &result, started, &usage));
             }
         }
         let mut next_at = None;
@@ -975,7 +983,10 @@ impl Instance {
         let peak = self.memory.peak_bytes();
         self.peak_bytes
             .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
-        let metrics = ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb);
+        let metrics = usage.apply(
+            &self.memory,
+            ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb),
+        );
         bus.publish(Event::Report {
             phase: Phase::Invoke,
             start: start_wall,

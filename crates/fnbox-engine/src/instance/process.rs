@@ -1,10 +1,17 @@
 //! Spawning and supervising the processes of an instance: explicit environment, own process
-//! group, memory group joined before `exec`, stdout/stderr read line by line.
+//! group, memory group joined before `exec`, output read line by line.
 //!
 //! # Design
-//! Each output pipe has its own reader task that only reads and hands complete lines to the
-//! instance's sink, so a process printing fast is never throttled by anything downstream; the
-//! sink must not block (the bus and the log buffer are both non-blocking).
+//! A process's stdout and stderr are ONE pipe, as a platform's log collector sees them: lines
+//! arrive in the order the process (and its children) wrote them, so a runtime's `[ERROR]` line
+//! on stderr never overtakes the logger line it printed to stdout just before (two pipes read by
+//! two tasks could swap them). What a process buffers itself is its own business: a runtime that
+//! keeps stdout in a buffer and writes stderr at once still reorders them before fnbox sees
+//! anything (the built-in runtimes flush stdout on every line).
+//!
+//! The pipe has its own reader task that only reads and hands complete lines to the instance's
+//! sink, so a process printing fast is never throttled by anything downstream; the sink must
+//! not block (the bus and the log buffer are both non-blocking).
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
@@ -31,22 +38,11 @@ pub enum Role {
     Extension(String),
 }
 
-/// Which pipe a line came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Pipe {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
 /// One line of output.
 #[derive(Clone, Debug)]
 pub struct LogLine {
-    /// Which process.
+    /// Which process (stdout and stderr are one stream, see the module's design notes).
     pub role: Arc<Role>,
-    /// Which pipe.
-    pub pipe: Pipe,
     /// The line without its newline (lossy UTF-8).
     pub text: String,
 }
@@ -130,7 +126,7 @@ impl Supervised {
         let _ = tokio::time::timeout(limit, all).await;
     }
 
-    /// Waits until both output pipes reached their end (at most `limit`).
+    /// Waits until the output pipe reached its end (at most `limit`).
     pub async fn output_closed(&self, limit: Duration) {
         let mut rx = self.readers_done.clone();
         let want = self.barriers.len();
@@ -167,14 +163,22 @@ pub fn spawn(
     sink: LineSink,
     tracker: &TaskTracker,
 ) -> Result<Supervised, SpawnError> {
+    let spawn_error = |source| SpawnError::Spawn {
+        program: spec.program.display().to_string(),
+        source,
+    };
+    // One pipe for stdout and stderr (module docs: their lines keep the order they were written).
+    let (output, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| spawn_error(std::io::Error::from(e)))?;
+    let write_end_2 = write_end.try_clone().map_err(spawn_error)?;
     let mut cmd = tokio::process::Command::new(&spec.program);
+    cmd.stdout(Stdio::from(write_end))
+        .stderr(Stdio::from(write_end_2));
     cmd.args(&spec.args)
         .current_dir(&spec.cwd)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let hook = memory.pre_exec_hook();
@@ -212,41 +216,20 @@ pub fn spawn(
             }
         });
     }
-    let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    })?;
+    let spawned = cmd.spawn();
+    // The parent's copies of the write end go with the command, so the reader sees the end of
+    // the stream when the process (and every child holding it) is gone.
+    drop(cmd);
+    let mut child = spawned.map_err(spawn_error)?;
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     memory.watch_process_group(pid);
     let role = Arc::new(spec.role);
     let (done_tx, readers_done) = watch::channel(0usize);
     let done_tx = Arc::new(done_tx);
-    let mut barriers = Vec::with_capacity(2);
-    let pipes = [
-        (
-            child
-                .stdout
-                .take()
-                .and_then(|p| p.into_owned_fd().ok())
-                .map(nonblocking),
-            Pipe::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .and_then(|p| p.into_owned_fd().ok())
-                .map(nonblocking),
-            Pipe::Stderr,
-        ),
-    ];
-    for (fd, pipe) in pipes {
-        let Some(fd) = fd else { continue };
-        let (btx, brx) = mpsc::channel(4);
-        barriers.push(btx);
-        let splitter = Splitter::new(role.clone(), pipe, sink.clone());
-        tracker.spawn(pump(fd, splitter, brx, done_tx.clone()));
-    }
+    let (btx, brx) = mpsc::channel(4);
+    let barriers = vec![btx];
+    let splitter = Splitter::new(role.clone(), sink);
+    tracker.spawn(pump(nonblocking(output), splitter, brx, done_tx.clone()));
     let (tx, rx) = watch::channel(None);
     tracker.spawn(async move {
         let status = child
@@ -280,16 +263,14 @@ fn nonblocking(fd: std::os::fd::OwnedFd) -> std::os::fd::OwnedFd {
 struct Splitter {
     line: Vec<u8>,
     role: Arc<Role>,
-    pipe: Pipe,
     sink: LineSink,
 }
 
 impl Splitter {
-    fn new(role: Arc<Role>, pipe: Pipe, sink: LineSink) -> Self {
+    fn new(role: Arc<Role>, sink: LineSink) -> Self {
         Self {
             line: Vec::new(),
             role,
-            pipe,
             sink,
         }
     }
@@ -298,7 +279,6 @@ impl Splitter {
         let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
         (self.sink)(LogLine {
             role: self.role.clone(),
-            pipe: self.pipe,
             // Valid UTF-8 (nearly every line) is checked and copied in one pass.
             text: match std::str::from_utf8(bytes) {
                 Ok(s) => s.to_owned(),
@@ -423,7 +403,7 @@ mod tests {
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
         let sink: LineSink = Arc::new(move |l: LogLine| g.lock().unwrap().push(l.text));
-        let mut sp = Splitter::new(Arc::new(Role::Runtime), Pipe::Stdout, sink);
+        let mut sp = Splitter::new(Arc::new(Role::Runtime), sink);
         // Feed in uneven chunks, as a pipe delivers them.
         for chunk in input.as_bytes().chunks(7000) {
             sp.feed(chunk);

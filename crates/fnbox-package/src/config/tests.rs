@@ -344,12 +344,24 @@ fn functiongraph_runtimes() {
                 version: "20.15".into(),
             },
         ),
+        (
+            "Python2.7",
+            Runtime::Python {
+                version: "2.7".into(),
+            },
+        ),
+        (
+            "Node.js6.10",
+            Runtime::Node {
+                version: "6.10".into(),
+            },
+        ),
     ];
     for (name, runtime) in ok {
         let c = parse(&format!("runtime: {name}")).unwrap();
         assert_eq!((&c.runtime, c.runtime_name.as_str()), (runtime, *name));
     }
-    for bad in ["Java8", "Python2.7", "Python3", "Node.js", "provided.al2"] {
+    for bad in ["Java8", "Python2.6", "Python3", "Node.js", "provided.al2"] {
         let m = error(&format!("runtime: {bad}"));
         assert_mentions(
             &m,
@@ -357,7 +369,7 @@ fn functiongraph_runtimes() {
                 FILE,
                 "field 'runtime'",
                 bad,
-                "Custom, http, Python3.",
+                "Custom, http, Python2.7, Python3.",
                 "Node.js",
             ],
         );

@@ -10,6 +10,9 @@
 //!   `ListAsyncInvocations` (`request_id`, `marker`, `limit`, `status`, `query_begin_time`,
 //!   `query_end_time`).
 //!
+//! An HTTP function (`runtime: http`) is refused with 400 FSS.0400: the platform documents that
+//! HTTP functions cannot be invoked asynchronously.
+//!
 //! Bodies are limited to 256 KiB (413 FSS.1201 / `RequestEntityTooLargeException`); an empty
 //! body is the event `{}`, as for synchronous invocations.
 
@@ -86,6 +89,19 @@ fn resolve(state: &AppState, project_and_urn: (String, String)) -> Result<Arc<Se
     state.registry.resolve_fg(&urn, &r)
 }
 
+/// FunctionGraph's HTTP functions "cannot be invoked asynchronously" (functiongraph-facts §4.1):
+/// 400 FSS.0400 naming the function and what to do instead, before the body is read.
+fn refuse_http_function(served: &Served) -> Result<(), FrontError> {
+    if served.function().package().config.runtime == fnbox_package::Runtime::Http {
+        return Err(FrontError::InvalidParameter(format!(
+            "function {} is an HTTP function (runtime: http), and HTTP functions cannot be \
+             invoked asynchronously; invoke it synchronously (POST …/invocations)",
+            served.name()
+        )));
+    }
+    Ok(())
+}
+
 /// `POST …/invocations-async`.
 pub(super) async fn invoke_async(
     State(state): State<Arc<AppState>>,
@@ -96,6 +112,7 @@ pub(super) async fn invoke_async(
     let Path(p) =
         path.map_err(|e| FrontError::InvalidParameter(format!("bad request path: {e}")))?;
     let served = resolve(&state, p)?;
+    refuse_http_function(&served)?;
     let request_id = enqueue(
         &state,
         &served,

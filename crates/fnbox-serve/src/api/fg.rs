@@ -106,15 +106,16 @@ async fn invoke_sync(
 
 /// The invocation's log as FunctionGraph shows it, last 4 KiB.
 fn log_tail(done: &Completed) -> String {
-    let s = &done.summary;
-    let mut text = fnbox_wire::fg::start_invoke_line(&done.request_id, values::LATEST) + "\n";
+    let now = chrono::Utc::now().timestamp();
+    let m = &done.metrics;
+    let start = now - (m.duration_ms / 1000.0) as i64;
+    let mut text =
+        fnbox_wire::fg::start_invoke_line(start, &done.request_id, values::LATEST) + "\n";
     push_log_lines(&mut text, done);
     text.push_str(&fnbox_wire::fg::finish_invoke_line(
+        now,
         &done.request_id,
-        s.duration,
-        s.billing_duration,
-        s.memory_used,
-        s.memory_size,
+        &m.finish_figures(),
     ));
     text.push('\n');
     render::log_tail(&text)

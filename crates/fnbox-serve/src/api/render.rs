@@ -106,6 +106,7 @@ mod tests {
                 memory_size: 128,
                 memory_used: 1.0,
             },
+            metrics: Default::default(),
             log: vec!["a".into(), "b".into()],
             timeout_secs: 3,
             init_duration_ms: None,

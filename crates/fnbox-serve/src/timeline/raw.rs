@@ -138,6 +138,7 @@ mod tests {
                     billed_duration_ms: 3,
                     memory_used_mb: 2.0,
                     memory_size_mb: 128,
+                    ..Default::default()
                 },
                 pod_name: "f-128-0000aaaa".into(),
             },

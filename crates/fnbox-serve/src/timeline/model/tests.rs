@@ -67,6 +67,7 @@ fn report(phase: Phase, id: &str, s: i64, e: i64, status: Status, et: Option<&st
             billed_duration_ms: (e - s) as u64,
             memory_used_mb: 3.5,
             memory_size_mb: 128,
+            ..Default::default()
         },
         pod_name: "p".into(),
     })
