@@ -45,6 +45,9 @@ pub struct EngineConfig {
     /// telemetry batches) really go, given the address the extension registered. `None` (the
     /// default): straight to it. `fnbox test-extension` puts its recording proxy there.
     pub listener_redirect: Option<fnbox_telemetry::Redirect>,
+    /// What a runtime or extension may hold open on its instance's API server
+    /// (`crate::http_serve`).
+    pub instance_http: crate::http_serve::InstanceHttpLimits,
 }
 
 impl EngineConfig {
@@ -59,6 +62,7 @@ impl EngineConfig {
             network: NetworkMode::Host,
             pod_name: None,
             listener_redirect: None,
+            instance_http: Default::default(),
         }
     }
 }

@@ -11,10 +11,13 @@
 //! - [`launch`]: how each runtime kind is started.
 //! - [`netns`]: per-instance network namespaces (loopback only) and the socket factory that
 //!   reaches into them; [`NetworkMode`] and the host-network fallback.
+//! - [`http_serve`]: the HTTP server loop of the front door and every instance API, with its
+//!   header, body, idle and connection limits.
 //! - [`dialect`]: the trait a dialect implements: every decision where the platforms differ.
 
 pub mod dialect;
 pub mod engine;
+pub mod http_serve;
 pub mod http_util;
 pub mod instance;
 pub mod invocation;
