@@ -5,6 +5,7 @@
 mod echo;
 mod error;
 mod exttest;
+mod http_limits;
 mod invoke;
 mod otel;
 mod result;

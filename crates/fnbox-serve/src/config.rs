@@ -12,6 +12,7 @@
 //!     concurrent_num: 2
 //!     idle_timeout: 30
 //! queue: postgres://fnbox:pw@db:5432/fnbox  # optional; async queue shared by several nodes
+//! http: {header_timeout: 10, body_timeout: 60, idle_timeout: 60, max_connections: 1024}
 //! ```
 //!
 //! Unknown fields are refused; every message names the file and the field. Command-line values
@@ -187,6 +188,8 @@ pub struct ServeFile {
     pub queue: Option<String>,
     /// `otlp` (`endpoint`, `protocol`, `headers`), checked by `fnbox_otel::OtlpConfig`.
     pub otlp: Option<fnbox_otel::OtlpFile>,
+    /// `http`: the front door's connection limits (`crate::http_limits`).
+    pub http: Option<crate::http_limits::HttpFile>,
 }
 
 #[derive(Deserialize)]
@@ -198,6 +201,7 @@ struct RawFile {
     functions: Vec<RawEntry>,
     queue: Option<String>,
     otlp: Option<fnbox_otel::OtlpFile>,
+    http: Option<crate::http_limits::HttpFile>,
 }
 
 #[derive(Deserialize)]
@@ -282,12 +286,16 @@ impl ServeFile {
             fnbox_otel::OtlpConfig::resolve(None, "otlp.endpoint", Some(o), |_| None)
                 .map_err(|m| field("otlp".into(), m))?;
         }
+        if let Some(h) = &raw.http {
+            h.check().map_err(|(f, m)| field(f, m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
             functions,
             queue: raw.queue,
             otlp: raw.otlp,
+            http: raw.http,
         })
     }
 }
