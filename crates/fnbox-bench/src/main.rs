@@ -17,6 +17,7 @@
 
 mod helpers;
 mod scenarios;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -54,6 +55,9 @@ enum Helper {
         #[arg(default_value_t = 0)]
         lines: u64,
     },
+    /// Not a helper: the soak and chaos run (sustained load, kills, OOMs, then SIGTERM and
+    /// SIGKILL with leftovers counted; docs/reliability.md).
+    Soak(soak::SoakArgs),
 }
 
 /// Scenario groups `--only` accepts.
@@ -123,6 +127,7 @@ fn main() -> anyhow::Result<()> {
         Some(Helper::Listener(args)) => helpers::listener(args),
         Some(Helper::EmitRuntime) => helpers::emit_runtime(),
         Some(Helper::Emit { lines }) => helpers::emit(lines),
+        Some(Helper::Soak(args)) => soak::soak(args),
         None => scenarios::run(cli.options),
     }
 }
