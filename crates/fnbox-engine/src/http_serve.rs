@@ -8,7 +8,8 @@
 //! - **body read**: a request body must be complete `body_timeout` after its head; a body still
 //!   arriving then fails to read (the handler answers, the connection is closed);
 //! - **idle keep-alive**: a connection with no request in service and no bytes moving for
-//!   `idle_timeout` is closed; so is one whose response nobody reads for that long;
+//!   `idle_timeout` is closed; so is one whose response nobody reads for that long (a write
+//!   without progress); a request is in service until its response body is sent;
 //! - **connections**: at most `max_connections` at once; more wait in the listener's backlog
 //!   until one closes (each of the above frees its slot in bounded time).
 //!
@@ -213,10 +214,15 @@ impl Guarded {
     }
 
     /// The deadline of a read or write that would wait now, when one applies; without one,
-    /// `cx`'s task is woken when one may apply.
-    fn deadline(&self, cx: &Context<'_>) -> Option<(Instant, Wait)> {
+    /// `cx`'s task is woken when one may apply. While a request is in service a read may wait
+    /// for ever (a long-poll), but a write that makes no progress for `idle_timeout` means
+    /// nobody reads the response.
+    fn deadline(&self, cx: &Context<'_>, write: bool) -> Option<(Instant, Wait)> {
         let mut s = lock(&self.activity);
         if s.in_service > 0 {
+            if write {
+                return Some((s.last_io + self.limits.idle_timeout, Wait::Idle));
+            }
             s.waiting = Some(cx.waker().clone());
             return None;
         }
@@ -228,8 +234,8 @@ impl Guarded {
 
     /// Called when the inner I/O would wait: an error once the deadline passed, else arms the
     /// timer so this task is woken at the deadline.
-    fn check_deadline(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
-        let Some((at, wait)) = self.deadline(cx) else {
+    fn check_deadline(&mut self, cx: &mut Context<'_>, write: bool) -> Poll<io::Error> {
+        let Some((at, wait)) = self.deadline(cx, write) else {
             return Poll::Pending;
         };
         if self.timer.deadline() != at {
@@ -269,7 +275,7 @@ impl AsyncRead for Guarded {
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_deadline(cx).map(Err),
+            Poll::Pending => self.check_deadline(cx, false).map(Err),
         }
     }
 }
@@ -288,13 +294,13 @@ impl AsyncWrite for Guarded {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_deadline(cx).map(Err),
+            Poll::Pending => self.check_deadline(cx, true).map(Err),
         }
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match Pin::new(&mut self.inner).poll_flush(cx) {
-            Poll::Pending => self.check_deadline(cx).map(Err),
+            Poll::Pending => self.check_deadline(cx, true).map(Err),
             other => other,
         }
     }
@@ -316,7 +322,7 @@ impl AsyncWrite for Guarded {
                 Poll::Ready(Ok(n))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.check_deadline(cx).map(Err),
+            Poll::Pending => self.check_deadline(cx, true).map(Err),
         }
     }
 
@@ -380,6 +386,32 @@ impl HttpBody for TimedBody {
     }
 }
 
+/// A response body that keeps its request in service until it is dropped.
+struct ServedBody {
+    inner: Body,
+    _in_service: InService,
+}
+
+impl HttpBody for ServedBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Serves `router` on `listener` under `limits` until `shutdown` is cancelled, then lets every
 /// connection finish the request it is serving and returns when all are closed.
 pub async fn serve(
@@ -425,9 +457,16 @@ pub async fn serve(
             let req = req.map(|b| Body::new(TimedBody::new(b, body_timeout)));
             let answer = router.clone().call(req);
             async move {
-                let response = answer.await;
-                drop(in_service);
-                response
+                // In service until the response body is sent (or dropped): a streamed
+                // response that is quiet for a while is not an idle connection.
+                answer.await.map(|r| {
+                    r.map(|body| {
+                        Body::new(ServedBody {
+                            inner: body,
+                            _in_service: in_service,
+                        })
+                    })
+                })
             }
         });
         let stop = shutdown.clone();

@@ -50,7 +50,25 @@ async fn server(limits: HttpLimits) -> Server {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 "waited"
             }),
-        );
+        )
+        // A streamed response, quiet for longer than the idle timeout between its chunks.
+        .route(
+            "/stream",
+            get(|| async {
+                let chunks = futures::stream::unfold(0, |i| async move {
+                    if i == 2 {
+                        return None;
+                    }
+                    if i == 1 {
+                        tokio::time::sleep(Duration::from_millis(1200)).await;
+                    }
+                    Some((Ok::<_, std::io::Error>(format!("chunk{i};")), i + 1))
+                });
+                Body::from_stream(chunks)
+            }),
+        )
+        // More than the socket buffers hold.
+        .route("/big", get(|| async { vec![b'x'; 64 << 20] }));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
@@ -245,5 +263,34 @@ async fn a_connection_flood_is_bounded_and_closed() {
     for s in &mut flood {
         closed(s, SLACK).await;
     }
+    srv.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_quiet_stream_is_served_and_an_unread_response_is_cut() {
+    let srv = server(LIMITS).await;
+    let out = normal(srv.addr, "/stream").await;
+    assert!(out.contains("chunk0;") && out.contains("chunk1;"), "{out}");
+
+    // A client that asks for 64 MB and reads nothing: the write stalls, the connection is
+    // closed after the idle timeout.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(LIMITS.idle_timeout + SLACK).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "still open");
+    assert!(got < 64 << 20, "the whole response arrived ({got} bytes)");
     srv.shutdown().await;
 }
