@@ -17,6 +17,7 @@
 
 mod helpers;
 mod scenarios;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -56,6 +57,9 @@ enum Helper {
         #[arg(default_value_t = 0)]
         lines: u64,
     },
+    /// Not a helper: the soak and chaos run (sustained load, kills, OOMs, then SIGTERM and
+    /// SIGKILL with leftovers counted; docs/reliability.md).
+    Soak(soak::SoakArgs),
 }
 
 /// Scenario groups `--only` accepts.
@@ -135,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         Some(Helper::EmitRuntime) => helpers::emit_runtime(),
         Some(Helper::Emit { lines }) => helpers::emit(lines),
         Some(Helper::LambdaEcho) => scenarios::freeze::lambda_echo(),
+        Some(Helper::Soak(args)) => soak::soak(args),
         None => scenarios::run(cli.options),
     }
 }

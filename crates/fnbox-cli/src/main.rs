@@ -7,6 +7,7 @@ mod contain;
 mod echo;
 mod error;
 mod exttest;
+mod http_limits;
 mod invoke;
 mod otel;
 mod platform_lines;

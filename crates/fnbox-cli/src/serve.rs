@@ -67,6 +67,8 @@ pub struct ServeArgs {
     pub ui_max_invocations: u32,
     #[command(flatten)]
     pub otlp: crate::otel::OtlpArgs,
+    #[command(flatten)]
+    pub http: crate::http_limits::HttpArgs,
 }
 
 /// How often `/metrics`'s async queue depth is sampled.
@@ -116,7 +118,7 @@ const MAX_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(86_4
 /// `--async-retry-delay`: what `humantime` accepts (`500ms`, `2s`, `1m`, `1h 30m`, …), or a
 /// bare number of seconds (`90`, `0.5`); more than 0, at most 24 h. clap names the flag and the
 /// value in front of the message.
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
     let d = match s.parse::<f64>() {
         Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= MAX_RETRY_DELAY.as_secs_f64() => {
@@ -148,6 +150,7 @@ struct Settings {
     queue: Option<String>,
     otlp: Option<fnbox_otel::OtlpConfig>,
     telemetry_queue_bytes: Option<usize>,
+    http: fnbox_engine::http_serve::HttpLimits,
 }
 
 fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
@@ -187,6 +190,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
             .map_err(|m| MainError::AsyncSetup(format!("--queue: {m}")))?;
     }
     let queue = args.queue.clone().or(file.queue);
+    let http = fnbox_serve::http_limits::resolve(&args.http.flags(), file.http.as_ref());
     Ok(Settings {
         listen,
         token,
@@ -194,6 +198,7 @@ fn settings(args: &ServeArgs) -> Result<Settings, MainError> {
         queue,
         otlp,
         telemetry_queue_bytes: file.telemetry_queue_bytes,
+        http,
     })
 }
 
@@ -285,6 +290,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     }
     let _ = writeln!(
         out,
+        "{}",
+        fnbox_serve::http_limits::describe(&settings.http)
+    );
+    let _ = writeln!(
+        out,
         "auth: {}",
         if settings.token.is_some() {
             "every request needs the X-Auth-Token header"
@@ -306,6 +316,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
         retry_delay: args.async_retry_delay,
     };
     let mut server = Server::new(engine, registry, settings.token)
+        .with_http_limits(settings.http)
         .with_metrics(exporters.prometheus())
         .with_async(store, &async_options)
         .map_err(MainError::AsyncSetup)?;

@@ -54,6 +54,9 @@ pub struct EngineConfig {
     /// Bound of each telemetry subscriber's queue, in bytes of encoded records (default
     /// [`fnbox_telemetry::DEFAULT_QUEUE_BYTES`]); `fnbox serve`'s `telemetry_queue_bytes`.
     pub telemetry_queue_bytes: usize,
+    /// What a runtime or extension may hold open on its instance's API server
+    /// (`crate::http_serve`).
+    pub instance_http: crate::http_serve::InstanceHttpLimits,
 }
 
 impl EngineConfig {
@@ -71,6 +74,7 @@ impl EngineConfig {
             listener_redirect: None,
             containment: crate::contain::Containment::off("EngineConfig::new"),
             telemetry_queue_bytes: fnbox_telemetry::DEFAULT_QUEUE_BYTES,
+            instance_http: Default::default(),
         }
     }
 }

@@ -13,11 +13,14 @@
 //!   reaches into them; [`NetworkMode`] and the host-network fallback.
 //! - [`contain`]: containment (unprivileged uid, mount namespace with a private `/tmp` and the
 //!   platforms' paths, pids and file limits).
+//! - [`http_serve`]: the HTTP server loop of the front door and every instance API, with its
+//!   header, body, idle and connection limits.
 //! - [`dialect`]: the trait a dialect implements: every decision where the platforms differ.
 
 pub mod contain;
 pub mod dialect;
 pub mod engine;
+pub mod http_serve;
 pub mod http_util;
 pub mod instance;
 pub mod invocation;

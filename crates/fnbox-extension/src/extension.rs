@@ -634,8 +634,8 @@ async fn telemetry(State(s): State<Arc<Shared>>, method: Method, body: Bytes) ->
 
 /// The events of a batch, each as its own JSON text. A lone object is taken as a batch of one
 /// (not what the document says, but unambiguous); trailing commas are forgiven as in
-/// [`parse_lenient`].
-fn parse_batch(body: &[u8]) -> Result<Vec<Box<RawValue>>, serde_json::Error> {
+/// [`parse_lenient`]. Public for the fuzz targets (`fuzz/`): what the recorder reads.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Box<RawValue>>, serde_json::Error> {
     fn attempt(text: &str) -> Result<Vec<Box<RawValue>>, serde_json::Error> {
         serde_json::from_str::<Vec<Box<RawValue>>>(text).or_else(|e| {
             match serde_json::from_str::<Box<RawValue>>(text) {

@@ -258,8 +258,9 @@ fn fixed_headers(config: &fnbox_package::FunctionConfig) -> Vec<(HeaderName, Hea
         .collect()
 }
 
-/// Turns an event into the request to the function's server (see the module docs).
-fn build_request(
+/// Turns an invocation's event into the request sent to the function's server (see the module
+/// docs); `fixed` are the `X-CFF-*` headers. Public for the fuzz targets (`fuzz/`).
+pub fn build_request(
     event: &[u8],
     request_id: &str,
     fixed: &[(HeaderName, HeaderValue)],

@@ -442,6 +442,33 @@ while :; do sleep 0.2; done
     .unwrap();
     assert_eq!(status, 400);
     assert!(body.contains("Extension.RegistrationClosed"), "{body}");
+    // A body that is not JSON is refused first, in the register error shape.
+    let (status, body) = http::request(
+        addr,
+        "POST",
+        "/extension/register",
+        &[
+            ("FunctionGraph-Extension-Name", "extensionSecond.sh"),
+            ("FunctionGraph-Extension-Address", "127.0.0.1:8084"),
+        ],
+        "name=extensionSecond.sh",
+    )
+    .await
+    .map(|r| r.status_text())
+    .unwrap();
+    assert_eq!(status, 400, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["errorInfo"]["errorType"],
+        "Extension.InvalidRequestFormat"
+    );
+    assert!(
+        v["errorInfo"]["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("must be JSON"),
+        "{body}"
+    );
     let sub = |uri: &str, types: &str| {
         format!(r#"{{"subscriber":{{"protocol":"POST","uri":"{uri}"}},"types":{types}}}"#)
     };

@@ -413,6 +413,20 @@ async fn register_rules() {
         (r.status, r.json()["errorType"].clone()),
         (StatusCode::FORBIDDEN, json!("Extension.InvalidEventType"))
     );
+    // A body that is not JSON: refused in Lambda's error shape, naming the body.
+    let r = register(&f.api, "ext-b", "events=INVOKE").await;
+    assert_eq!(
+        (r.status, r.json()["errorType"].clone()),
+        (StatusCode::FORBIDDEN, json!("InvalidRequestFormat"))
+    );
+    assert!(
+        r.json()["errorMessage"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid register body"),
+        "{:?}",
+        r.json()
+    );
     let r = call(&f.api, post("/2020-01-01/extension/register", &[], "{}")).await;
     assert_eq!(
         (r.status, r.json()),

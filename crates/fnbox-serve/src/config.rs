@@ -13,6 +13,7 @@
 //!     idle_timeout: 30
 //! queue: postgres://fnbox:pw@db:5432/fnbox  # optional; async queue shared by several nodes
 //! telemetry_queue_bytes: 67108864  # optional; each telemetry subscriber's queue bound
+//! http: {header_timeout: 10, body_timeout: 60, idle_timeout: 60, max_connections: 1024}
 //! ```
 //!
 //! Unknown fields are refused; every message names the file and the field. Command-line values
@@ -194,6 +195,8 @@ pub struct ServeFile {
     /// `telemetry_queue_bytes`: each telemetry subscriber's queue bound, in bytes of encoded
     /// records (at least 1; default `fnbox_telemetry::DEFAULT_QUEUE_BYTES`).
     pub telemetry_queue_bytes: Option<usize>,
+    /// `http`: the front door's connection limits (`crate::http_limits`).
+    pub http: Option<crate::http_limits::HttpFile>,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +209,7 @@ struct RawFile {
     queue: Option<String>,
     otlp: Option<fnbox_otel::OtlpFile>,
     telemetry_queue_bytes: Option<usize>,
+    http: Option<crate::http_limits::HttpFile>,
 }
 
 #[derive(Deserialize)]
@@ -298,6 +302,9 @@ impl ServeFile {
                     .into(),
             ));
         }
+        if let Some(h) = &raw.http {
+            h.check().map_err(|(f, m)| field(f, m))?;
+        }
         Ok(Self {
             listen,
             token: raw.token,
@@ -305,6 +312,7 @@ impl ServeFile {
             queue: raw.queue,
             otlp: raw.otlp,
             telemetry_queue_bytes: raw.telemetry_queue_bytes,
+            http: raw.http,
         })
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`]: the `fnbox.yaml` config file, listen-address and token rules.
+//! - [`http_limits`]: the front door's connection limits (`http:` key, `--http-*` flags).
 //! - [`registry`]: the served functions: packages, overrides, unique names, fixed-port rules,
 //!   one [`fnbox_engine::Pool`] each, and the lookups of both front doors.
 //! - [`urn`]: FunctionGraph URNs (all short forms) and Lambda names / ARNs.
@@ -18,6 +19,7 @@
 
 pub mod api;
 pub mod config;
+pub mod http_limits;
 pub mod invoke;
 pub mod queue;
 pub mod registry;

@@ -16,15 +16,19 @@
 //! 4. the engine's tasks end ([`Engine::shutdown`]), among them what outlived an invocation's
 //!    HTTP answer (extension pushes, reports); the pools already waited for the invocations.
 //!
+//! Connections are served by `fnbox_engine::http_serve` under [`HttpLimits`] (header, body and
+//! idle timeouts, a connection cap; `--http-*` flags and the `http:` config keys).
+//!
 //! Steps 1 and 3 are bounded by the longest function timeout plus margins; a drain that
 //! overruns is cut off with a warning instead of hanging.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use fnbox_async::{AsyncStore, AsyncWorker, WorkerSettings};
+use fnbox_engine::http_serve::HttpLimits;
 use fnbox_engine::Engine;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +57,7 @@ pub struct Server {
     state: Arc<AppState>,
     engine: Arc<Engine>,
     worker: Option<WorkerSlot>,
+    http_limits: HttpLimits,
 }
 
 impl Server {
@@ -62,7 +67,15 @@ impl Server {
             state: Arc::new(AppState::new(Arc::new(registry), token)),
             engine,
             worker: None,
+            http_limits: HttpLimits::FRONT_DOOR,
         }
+    }
+
+    /// Serves under `limits` (header, body, idle timeouts and connection count) instead of
+    /// [`HttpLimits::FRONT_DOOR`].
+    pub fn with_http_limits(mut self, limits: HttpLimits) -> Self {
+        self.http_limits = limits;
+        self
     }
 
     /// Serves asynchronous invocations from `store` (opened by the caller at start-up), with
@@ -164,9 +177,12 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let stop = CancellationToken::new();
-        let serve = axum::serve(listener, self.router())
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future();
+        let serve = fnbox_engine::http_serve::serve(
+            listener,
+            self.router(),
+            self.http_limits,
+            stop.clone(),
+        );
         let mut http = tokio::spawn(serve);
         if let Err(e) = self.spawn_async_worker() {
             tracing::error!(error = %e, "async worker did not start");
@@ -176,8 +192,7 @@ impl Server {
             _ = shutdown => {}
             r = &mut http => {
                 let e = match r {
-                    Ok(Ok(())) => std::io::Error::other("the HTTP server stopped on its own"),
-                    Ok(Err(e)) => e,
+                    Ok(()) => std::io::Error::other("the HTTP server stopped on its own"),
                     Err(e) => std::io::Error::other(e),
                 };
                 tracing::error!(error = %e, "front door failed");

@@ -336,14 +336,18 @@ impl Instance {
             state: watch::channel(State::Initializing).0,
         });
         let router = dialect.instance_router(api.clone());
-        let server_cancel = cancel.clone();
-        tracker.spawn(async move {
-            let serve = axum::serve(listener, router)
-                .with_graceful_shutdown(server_cancel.cancelled_owned());
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "instance API server failed");
-            }
-        });
+        let http_limits = engine.config.instance_http.for_instance(
+            config
+                .timeout_duration()
+                .max(config.initializer_timeout_duration()),
+            config.concurrent_num,
+        );
+        tracker.spawn(crate::http_serve::serve(
+            listener,
+            router,
+            http_limits,
+            cancel.clone(),
+        ));
 
         let logs = LogRouter::new(bus.clone(), pod_name.clone(), engine.config.echo.clone());
         let logs = Arc::new(match dialect.log_lines() {

@@ -38,6 +38,16 @@ pub(crate) fn parse_listener_address(value: &str) -> Result<SocketAddr, String> 
     Ok(addr)
 }
 
+/// The register body: empty (blank) or one JSON value, whose content is not used.
+pub fn check_register_body(body: &[u8]) -> Result<(), String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|e| format!("the register body must be JSON (e.g. {{}}) or empty: {e}"))
+}
+
 async fn register(
     State(api): State<Arc<InstanceApi>>,
     headers: HeaderMap,
@@ -50,8 +60,10 @@ async fn register(
         function_name: config.func_name.clone(),
         handler: config.handler.clone(),
     };
-    // The body is documented as not parsed; read it only to bound it.
-    read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await?;
+    // The body is documented as not parsed (its content is ignored), but what is sent must be
+    // JSON, as in the documented example (`{}`), or nothing: anything else is refused.
+    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit).await?;
+    check_register_body(&body).map_err(|m| refuse("Extension.InvalidRequestFormat", m))?;
     let name = header(&headers, headers::EXTENSION_NAME).ok_or_else(|| {
         refuse(
             "Extension.MissingHeader",
@@ -96,6 +108,20 @@ async fn register(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn register_bodies_are_json_or_empty() {
+        for ok in ["", "  \n", "{}", r#"{"a":1}"#, "[]", "null"] {
+            assert_eq!(check_register_body(ok.as_bytes()), Ok(()), "{ok:?}");
+        }
+        for bad in ["not json", "{", "{}}", "\u{0}"] {
+            let e = check_register_body(bad.as_bytes()).unwrap_err();
+            assert!(
+                e.starts_with("the register body must be JSON"),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn addresses() {
