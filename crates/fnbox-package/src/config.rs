@@ -20,6 +20,10 @@ use serde_yaml_ng::Value;
 
 use crate::PackageError;
 
+#[path = "snapshot.rs"]
+mod snapshot;
+pub use snapshot::{SnapshotConfig, DEFAULT_RESTORE_HOOK_TIMEOUT};
+
 /// The memory sizes FunctionGraph offers, in MB; `memory_size` must be one of them.
 pub const MEMORY_SIZES: &[u32] = &[
     128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240,
@@ -43,6 +47,10 @@ pub const FIELDS: &[&str] = &[
     "dialect",
     "network",
     "async_invoke_config",
+    "snapshot",
+    "snap_start",
+    "restore_hook_handler",
+    "restore_hook_timeout",
 ];
 
 /// Most characters `user_data` names and values may hold together.
@@ -90,6 +98,8 @@ pub struct FunctionConfig {
     pub network: Network,
     /// Asynchronous invocation settings (`async_invoke_config`), FunctionGraph's names.
     pub async_invoke_config: Option<AsyncInvokeConfig>,
+    /// The restore phase: `snapshot` / `snap_start` and the restore hook.
+    pub snapshot: SnapshotConfig,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -197,6 +207,7 @@ impl FunctionConfig {
             dialect: Dialect::FunctionGraph,
             network: Network::Isolated,
             async_invoke_config: None,
+            snapshot: SnapshotConfig::default(),
         }
     }
 
@@ -545,8 +556,10 @@ impl Fields<'_> {
         };
 
         let async_invoke_config = self.async_invoke_config()?;
+        let snapshot = self.snapshot_config(dialect, &runtime)?;
 
         Ok(FunctionConfig {
+            snapshot,
             network,
             async_invoke_config,
             func_name,

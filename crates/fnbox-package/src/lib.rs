@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 pub use archive::{MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES};
 pub use config::{
     parse_config, AsyncDestination, AsyncInvokeConfig, Dialect, FunctionConfig, Network, Runtime,
-    FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
+    SnapshotConfig, DEFAULT_RESTORE_HOOK_TIMEOUT, FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
 };
 pub use error::PackageError;
 pub use layout::MAX_EXTENSIONS;
