@@ -21,6 +21,7 @@ pub mod env;
 pub mod extensions;
 pub mod logs;
 pub mod process;
+mod restore;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -136,6 +137,8 @@ pub struct InitError {
     pub attempts: u32,
     /// The runtime's error body when it posted one.
     pub body: Option<Bytes>,
+    /// The instance was restoring from a snapshot ([`crate::snapshot`]), not initializing.
+    pub restore: bool,
 }
 
 impl InitError {
@@ -146,6 +149,7 @@ impl InitError {
             message: message.into(),
             attempts: 1,
             body: None,
+            restore: false,
         }
     }
 }
@@ -251,10 +255,17 @@ impl Instance {
             &tap.pod_name,
             crate::observe::Observation::State(State::Initializing),
         );
+        // Snapshot functions in fork mode: the first instance builds the template (init), the
+        // others restore from it.
+        let claim = match &function.snapshot {
+            Some(s) if s.mode() == crate::snapshot::RestoreMode::Fork => Some(s.claim().await),
+            _ => None,
+        };
+        let phase = restore::phase_of(&claim);
         let started = Instant::now();
         let start_wall = Utc::now();
         bus.publish(Event::Start {
-            phase: Phase::Init,
+            phase,
             time: start_wall,
             trace_id: trace_id.to_string(),
             trace: None,
@@ -343,7 +354,7 @@ impl Instance {
             terminated: Default::default(),
         };
 
-        let result = instance.init(function, init_rx).await;
+        let result = instance.init(function, init_rx, claim, trace_id).await;
         instance.sync_runtime_output().await;
 
         let end_wall = Utc::now();
@@ -357,7 +368,7 @@ impl Instance {
             Err(e) => (e.status, Some(e.error_type.clone())),
         };
         bus.publish(Event::RuntimeDone {
-            phase: Phase::Init,
+            phase,
             time: end_wall,
             trace_id: trace_id.to_string(),
             status,
@@ -386,7 +397,7 @@ impl Instance {
             }
         }
         bus.publish(Event::Report {
-            phase: Phase::Init,
+            phase,
             start: start_wall,
             end: end_wall,
             trace_id: trace_id.to_string(),
@@ -419,6 +430,8 @@ impl Instance {
         &self,
         function: &Function,
         init_rx: oneshot::Receiver<Bytes>,
+        claim: Option<crate::snapshot::Claim<'_>>,
+        trace_id: &str,
     ) -> Result<(), InitError> {
         let engine = &function.engine;
         let package = &self.api.package;
@@ -431,7 +444,9 @@ impl Instance {
         );
         let ext_env = self.dialect.extension_env(&env);
         let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
-        let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
+        let restoring = restore::phase_of(&claim) == Phase::Restore;
+        let restore_timeout = Duration::from_secs(config.snapshot.restore_hook_timeout as u64);
+        let mut deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
 
         for ext in &package.extensions {
             let command = self.dialect.extension_command(ext);
@@ -490,11 +505,26 @@ impl Instance {
                 ));
             }
         }
+        if restoring {
+            // The restore (fork, hook, first poll) gets restore_hook_timeout from here.
+            deadline = tokio::time::Instant::now() + restore_timeout;
+        }
         let mut polls = self.api.runtime.polls();
-        let runtime =
-            process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(|e| {
-                InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string())
-            })?;
+        let snapshot = claim.is_some();
+        let runtime = match claim {
+            Some(claim) => {
+                let started = self
+                    .start_snapshot_runtime(function, claim, spec.env, trace_id, deadline)
+                    .await;
+                started.map_err(|e| match restoring {
+                    true => restore::restore_failure(e, restore_timeout),
+                    false => e,
+                })?
+            }
+            None => process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(
+                |e| InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string()),
+            )?,
+        };
         self.procs.lock().expect("procs lock").runtime = Some(runtime.clone());
         if function.launch.kind == RuntimeKind::HttpServer {
             // The dialect plays the runtime-API client and forwards each invocation to the
@@ -526,8 +556,14 @@ impl Instance {
                 &self.memory,
                 function.launch.kind,
             )
-            .await?;
-            if function.launch.runs_initializer && config.initializer_handler.is_some() {
+            .await
+            .map_err(|e| match restoring {
+                true => restore::restore_failure(e, restore_timeout),
+                false => e,
+            })?;
+            // A snapshot's template ran the initializer once, before the first fork.
+            if function.launch.runs_initializer && config.initializer_handler.is_some() && !snapshot
+            {
                 run_initializer(
                     &*self.dialect,
                     &self.api,

@@ -207,34 +207,11 @@ pub fn spawn(
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     memory.watch_process_group(pid);
     let role = Arc::new(spec.role);
-    let (done_tx, readers_done) = watch::channel(0usize);
-    let done_tx = Arc::new(done_tx);
-    let mut barriers = Vec::with_capacity(2);
-    let pipes = [
-        (
-            child
-                .stdout
-                .take()
-                .and_then(|p| p.into_owned_fd().ok())
-                .map(nonblocking),
-            Pipe::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .and_then(|p| p.into_owned_fd().ok())
-                .map(nonblocking),
-            Pipe::Stderr,
-        ),
+    let fds = [
+        child.stdout.take().and_then(|p| p.into_owned_fd().ok()),
+        child.stderr.take().and_then(|p| p.into_owned_fd().ok()),
     ];
-    for (fd, pipe) in pipes {
-        let Some(fd) = fd else { continue };
-        let (btx, brx) = mpsc::channel(4);
-        barriers.push(btx);
-        let splitter = Splitter::new(role.clone(), pipe, sink.clone());
-        tracker.spawn(pump(fd, splitter, brx, done_tx.clone()));
-    }
+    let (barriers, readers_done) = read_output(fds, &role, &sink, tracker);
     let (tx, rx) = watch::channel(None);
     tracker.spawn(async move {
         let status = child
@@ -250,6 +227,55 @@ pub fn spawn(
         barriers,
         readers_done,
     })
+}
+
+/// Watches a process fnbox did not fork itself (a restored instance forked by a snapshot
+/// template, see [`crate::snapshot`]): `pid` leads its own process group, `stdout`/`stderr` are
+/// the read ends of its output pipes, and `exit` gets its status from whoever reaps it.
+pub(crate) fn adopt(
+    pid: i32,
+    role: Role,
+    stdout: std::os::fd::OwnedFd,
+    stderr: std::os::fd::OwnedFd,
+    exit: watch::Receiver<Option<ExitStatus>>,
+    memory: &MemoryGroup,
+    sink: LineSink,
+    tracker: &TaskTracker,
+) -> Supervised {
+    memory.watch_process_group(pid);
+    let role = Arc::new(role);
+    let (barriers, readers_done) = read_output([Some(stdout), Some(stderr)], &role, &sink, tracker);
+    Supervised {
+        role,
+        pid,
+        exit,
+        barriers,
+        readers_done,
+    }
+}
+
+/// One reader task per output pipe (stdout, stderr); returns their barriers and the count of
+/// pipes that reached their end.
+fn read_output(
+    fds: [Option<std::os::fd::OwnedFd>; 2],
+    role: &Arc<Role>,
+    sink: &LineSink,
+    tracker: &TaskTracker,
+) -> (
+    Vec<mpsc::Sender<oneshot::Sender<()>>>,
+    watch::Receiver<usize>,
+) {
+    let (done_tx, readers_done) = watch::channel(0usize);
+    let done_tx = Arc::new(done_tx);
+    let mut barriers = Vec::with_capacity(2);
+    for (fd, pipe) in fds.into_iter().zip([Pipe::Stdout, Pipe::Stderr]) {
+        let Some(fd) = fd else { continue };
+        let (btx, brx) = mpsc::channel(4);
+        barriers.push(btx);
+        let splitter = Splitter::new(role.clone(), pipe, sink.clone());
+        tracker.spawn(pump(nonblocking(fd), splitter, brx, done_tx.clone()));
+    }
+    (barriers, readers_done)
 }
 
 /// Puts a pipe back in non-blocking mode (`into_owned_fd` hands it over blocking), so the
