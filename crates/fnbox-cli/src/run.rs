@@ -58,6 +58,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
         package.clone(),
         fnbox_serve::dialect_for(&package),
     )?;
+    if let Some(mode) = function.restore_mode() {
+        eprintln!("restore: {}", mode.describe());
+    }
 
     let mut errors: Vec<MainError> = Vec::new();
     let mut instance = None;

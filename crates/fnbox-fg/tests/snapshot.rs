@@ -9,7 +9,8 @@ use std::time::Duration;
 use fnbox_engine::snapshot::{RestoreMode, RESTORE_FAILED, RESTORE_TIMEOUT};
 use fnbox_engine::telemetry::{Event, Phase, Status};
 use fnbox_engine::{
-    Engine, EngineConfig, FaultKind, Function, Instance, InvokeRequest, InvokeResult, Observation,
+    Engine, EngineConfig, FaultKind, Function, Instance, InvokeRequest, InvokeResult, NetworkMode,
+    Observation, Pool, PoolConfig,
 };
 use fnbox_limits::MemoryController;
 use fnbox_testkit::FixturePackage;
@@ -41,6 +42,8 @@ def slow_hook(context):
     time.sleep(30)
 
 def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
     if event.get("allocate_mb"):
         hog = bytearray(event["allocate_mb"] * 1024 * 1024)
         for i in range(0, len(hog), 4096):
@@ -59,6 +62,10 @@ struct Fixture {
 }
 
 fn fixture(extra: &str) -> Fixture {
+    fixture_in(extra, NetworkMode::Host, |_| {})
+}
+
+fn fixture_in(extra: &str, network: NetworkMode, files: impl FnOnce(&FixturePackage)) -> Fixture {
     let counter = tempfile::tempdir().unwrap();
     let file = counter.path().join("inits");
     let pkg = FixturePackage::empty(&format!(
@@ -68,9 +75,11 @@ fn fixture(extra: &str) -> Fixture {
         file.display()
     ));
     pkg.write("index.py", CODE);
+    files(&pkg);
     let package = Arc::new(fnbox_package::load(pkg.path()).expect("fixture package loads"));
     let mut config = EngineConfig::new(MemoryController::detect());
     config.host_path = std::env::var("PATH").ok();
+    config.network = network;
     let function = Function::new(
         Engine::new(config),
         package,
@@ -334,4 +343,150 @@ async fn memory_is_limited_and_measured_per_restored_instance() {
     for i in [a, c] {
         i.shutdown().await;
     }
+}
+
+/// A FunctionGraph telemetry extension: registers (invoke pushes on 8081), subscribes to the
+/// `platform` stream on 127.0.0.1:8082 inside its instance's network namespace, and appends
+/// every event it receives to `$RUNTIME_CODE_ROOT/telemetry-<pid>.jsonl`.
+const RECORDER_PY: &str = r#"
+import json, os, threading, urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+OUT = os.path.join(os.environ["RUNTIME_CODE_ROOT"], "telemetry-%d.jsonl" % os.getpid())
+lock = threading.Lock()
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.server.server_address[1] == 8082:
+            events = json.loads(body)
+            with lock, open(OUT, "a") as f:
+                for e in events if isinstance(events, list) else [events]:
+                    f.write(json.dumps(e) + "\n")
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+for port in (8081, 8082):
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+api = "http://%s" % os.environ["EXTENSION_API_ADDR"]
+urllib.request.urlopen(urllib.request.Request(api + "/extension/register", data=b"", method="POST",
+    headers={"FunctionGraph-Extension-Name": "extensionRec.sh",
+             "FunctionGraph-Extension-Address": "127.0.0.1:8081"})).read()
+sub = {"subscriber": {"protocol": "POST", "uri": "http://127.0.0.1:8082/"}, "types": ["platform"]}
+urllib.request.urlopen(urllib.request.Request(api + "/telemetry", data=json.dumps(sub).encode(),
+    method="POST", headers={"Content-Type": "application/json"})).read()
+threading.Event().wait()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_extension_sees_one_init_and_two_restores_for_a_pool_growing_to_three() {
+    if let Err(why) = fnbox_engine::netns::probe() {
+        panic!("network namespaces unavailable ({why}): run the tests as root (CAP_SYS_ADMIN)");
+    }
+    let f = fixture_in("max_instances: 3\n", NetworkMode::Isolated, |pkg| {
+        pkg.write("rec.py", RECORDER_PY);
+        pkg.write(
+            "extension/extensionRec.sh",
+            "exec python3 -u \"$RUNTIME_CODE_ROOT/rec.py\"\n",
+        );
+    });
+    let root = f._pkg.path().to_path_buf();
+    let pool = Pool::new(
+        Arc::new(f.function),
+        PoolConfig {
+            max_instances: 3,
+            reserved_instances: 0,
+            idle_timeout: Duration::from_secs(60),
+            acquire_timeout: Duration::from_secs(30),
+            reserved_check: Duration::from_secs(5),
+        },
+    );
+    let calls: Vec<_> = (0..3)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let out = pool
+                    .invoke(InvokeRequest::sync(r#"{"sleep": 1.5}"#))
+                    .await
+                    .expect("invoke");
+                (out.request_id, ok_json(&out.result))
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for c in calls {
+        results.push(c.await.unwrap());
+    }
+    let pids: std::collections::HashSet<_> = results.iter().map(|r| r.1["pid"].clone()).collect();
+    assert_eq!(pids.len(), 3, "three instances: {results:?}");
+    assert!(results.iter().all(|r| r.1["inits"] == 1), "{results:?}");
+    pool.shutdown().await;
+
+    // Each instance's extension saw its own start phase, then its invocation.
+    let mut sequences = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let path = entry.unwrap().path();
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("telemetry-")
+        {
+            continue;
+        }
+        let events: Vec<Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        sequences.push(events);
+    }
+    assert_eq!(sequences.len(), 3, "one recorder per instance");
+    let mut inits = 0;
+    let mut restores = 0;
+    for events in &sequences {
+        let names: Vec<&str> = events.iter().map(|e| e["name"].as_str().unwrap()).collect();
+        let first = names[0];
+        let (kind, want): (&str, &[&str]) = if first == "platform.initStart" {
+            inits += 1;
+            (
+                "init",
+                &[
+                    "platform.initStart",
+                    "platform.initRuntimeDone",
+                    "platform.initReport",
+                ],
+            )
+        } else {
+            restores += 1;
+            (
+                "restore",
+                &[
+                    "platform.restoreStart",
+                    "platform.restoreRuntimeDone",
+                    "platform.restoreReport",
+                ],
+            )
+        };
+        assert_eq!(&names[..3], want, "{kind}: {names:?}");
+        assert_eq!(names[3], "platform.start", "{names:?}");
+        assert!(
+            names[4].eq_ignore_ascii_case("platform.runtimeDone"),
+            "{names:?}"
+        );
+        assert_eq!(names[5], "platform.report", "{names:?}");
+        // The start phase's traceId is the request that caused it, the invocation's own id.
+        let caused_by = events[0]["traceId"].as_str().unwrap();
+        assert_eq!(events[3]["traceId"], caused_by, "{events:?}");
+        assert!(results.iter().any(|r| r.0 == caused_by));
+        let metrics = &events[2]["metrics"];
+        assert!(metrics["durationMs"].as_f64().unwrap() > 0.0, "{metrics}");
+        assert_eq!(metrics["memorySize"], 128);
+    }
+    assert_eq!((inits, restores), (1, 2));
 }

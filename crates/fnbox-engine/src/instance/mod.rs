@@ -125,7 +125,7 @@ impl InstanceApi {
 
 /// Why an instance could not be started.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("init failed ({status}) after {attempts} attempt(s): {error_type}: {message}", status = .status.as_str())]
+#[error("{phase} failed ({status}) after {attempts} attempt(s): {error_type}: {message}", status = .status.as_str(), phase = if *.restore { "restore" } else { "init" })]
 pub struct InitError {
     /// Telemetry status of the last attempt.
     pub status: Status,
