@@ -448,3 +448,49 @@ impl IntoResponse for Lambda {
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("wire types serialize"))
 }
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    fn failed(status: Status, error_type: &str, message: &str) -> FrontError {
+        FrontError::InitFailed {
+            function: "snap".into(),
+            error: Box::new(InitError {
+                status,
+                error_type: error_type.into(),
+                message: message.into(),
+                attempts: 1,
+                body: None,
+                restore: true,
+            }),
+            request_id: "req-1".into(),
+        }
+    }
+
+    #[test]
+    fn failed_restores_have_their_own_codes() {
+        let e = Fg(failed(
+            Status::Error,
+            fnbox_engine::snapshot::RESTORE_FAILED,
+            "function restore failed: RuntimeError: no db",
+        ));
+        assert_eq!(e.status_and_code().1, "FSS.4213");
+        assert!(e.0.to_string().contains("restore failed"), "{}", e.0);
+        let t = failed(
+            Status::Timeout,
+            fnbox_engine::snapshot::RESTORE_TIMEOUT,
+            "runtime restore timed out after 1s",
+        );
+        assert_eq!(
+            Fg(failed(Status::Timeout, "x", "y")).status_and_code().1,
+            "FSS.4214"
+        );
+        assert_eq!(Lambda(t).error_type(), Some("SnapStartTimeoutException"));
+        assert_eq!(
+            Lambda(failed(Status::Error, "Runtime.AfterRestoreError", "x")).error_type(),
+            None,
+            "a hook error is a function error"
+        );
+    }
+}
