@@ -594,6 +594,15 @@ pub mod telemetry {
         /// `initDurationMs`: only on the first report after a cold start.
         #[serde(rename = "initDurationMs", skip_serializing_if = "Option::is_none")]
         pub init_duration_ms: Option<f64>,
+        /// `restoreDurationMs`: only on the first report after a restore (SnapStart).
+        #[serde(rename = "restoreDurationMs", skip_serializing_if = "Option::is_none")]
+        pub restore_duration_ms: Option<f64>,
+        /// `billedRestoreDurationMs` (integer), with `restoreDurationMs`.
+        #[serde(
+            rename = "billedRestoreDurationMs",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub billed_restore_duration_ms: Option<u64>,
         /// `maxMemoryUsedMB` (integer).
         #[serde(rename = "maxMemoryUsedMB")]
         pub max_memory_used_mb: u64,
