@@ -14,6 +14,10 @@ pub mod paths {
     pub const ERROR: &str = "/2018-06-01/runtime/invocation/{id}/error";
     /// `POST` init failure.
     pub const INIT_ERROR: &str = "/2018-06-01/runtime/init/error";
+    /// `GET`: SnapStart, the runtime finished init; answers 200 (empty) after the restore.
+    pub const RESTORE_NEXT: &str = "/2018-06-01/runtime/restore/next";
+    /// `POST`: SnapStart, the runtime's after-restore hooks failed.
+    pub const RESTORE_ERROR: &str = "/2018-06-01/runtime/restore/error";
     /// Liveness probe RIE keeps "for Hyrum's law".
     pub const PING: &str = "/2018-06-01/ping";
     /// Extension registration.

@@ -22,6 +22,7 @@ pub mod extensions;
 pub mod logs;
 pub mod process;
 mod restore;
+pub use restore::RestoreGate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,8 @@ pub struct InstanceApi {
     pub tasks: TaskTracker,
     /// Cancelled when the instance stops.
     pub cancel: CancellationToken,
+    /// Lambda resume in place: the runtime's `restore/next` and `restore/error`.
+    pub restore: RestoreGate,
     init_error: Mutex<Option<oneshot::Sender<Bytes>>>,
     state: watch::Sender<State>,
 }
@@ -108,6 +111,7 @@ impl InstanceApi {
             ),
             package,
             pod_name: pod_name.to_string(),
+            restore: RestoreGate::default(),
             init_error: Mutex::new(Some(init_tx)),
             state: watch::channel(State::Initializing).0,
         };
@@ -314,6 +318,7 @@ impl Instance {
             connector,
             tasks: tracker.clone(),
             cancel: cancel.clone(),
+            restore: RestoreGate::default(),
             init_error: Mutex::new(Some(init_tx)),
             state: watch::channel(State::Initializing).0,
         });
@@ -406,6 +411,15 @@ impl Instance {
             metrics,
             pod_name,
         });
+        // Lambda SnapStart, resume in place: the restore follows init in the same process.
+        let result = match result {
+            Ok(())
+                if function.restore_mode() == Some(crate::snapshot::RestoreMode::ResumeInPlace) =>
+            {
+                instance.resume_in_place(trace_id).await
+            }
+            other => other,
+        };
         match result {
             Ok(()) => {
                 instance.set_state(Transition::Ready);
@@ -546,8 +560,9 @@ impl Instance {
             }
         }
         let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+        let resume = function.restore_mode() == Some(crate::snapshot::RestoreMode::ResumeInPlace);
         let result = async {
-            wait_init(
+            let init_done = wait_init(
                 &*self.dialect,
                 &runtime,
                 &mut polls,
@@ -555,8 +570,18 @@ impl Instance {
                 deadline,
                 &self.memory,
                 function.launch.kind,
-            )
-            .await
+            );
+            // SnapStart: init also ends when the runtime calls restore/next.
+            let restore_point = async {
+                match resume {
+                    true => self.reached_restore_point().await,
+                    false => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = init_done => r,
+                _ = restore_point => Ok(()),
+            }
             .map_err(|e| match restoring {
                 true => restore::restore_failure(e, restore_timeout),
                 false => e,
