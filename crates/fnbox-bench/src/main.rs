@@ -16,6 +16,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod helpers;
+mod restore;
 mod scenarios;
 mod stats;
 
@@ -57,7 +58,7 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 8] = [
+const GROUPS: [&str; 9] = [
     "warm",
     "throughput",
     "cold",
@@ -66,6 +67,7 @@ const GROUPS: [&str; 8] = [
     "ui",
     "otlp",
     "memory",
+    "restore",
 ];
 
 /// Command-line options of a benchmark run.
