@@ -230,25 +230,23 @@ pub fn spawn(
 }
 
 /// Watches a process fnbox did not fork itself (a restored instance forked by a snapshot
-/// template, see [`crate::snapshot`]): `pid` leads its own process group, `stdout`/`stderr` are
-/// the read ends of its output pipes, and `exit` gets its status from whoever reaps it.
+/// template, see [`crate::snapshot`]): its pid leads its own process group, its stdout/stderr
+/// are the read ends of its output pipes, and its exit status comes from whoever reaps it.
 pub(crate) fn adopt(
-    pid: i32,
+    forked: crate::snapshot::Forked,
     role: Role,
-    stdout: std::os::fd::OwnedFd,
-    stderr: std::os::fd::OwnedFd,
-    exit: watch::Receiver<Option<ExitStatus>>,
     memory: &MemoryGroup,
     sink: LineSink,
     tracker: &TaskTracker,
 ) -> Supervised {
-    memory.watch_process_group(pid);
+    memory.watch_process_group(forked.pid);
     let role = Arc::new(role);
-    let (barriers, readers_done) = read_output([Some(stdout), Some(stderr)], &role, &sink, tracker);
+    let fds = [Some(forked.stdout), Some(forked.stderr)];
+    let (barriers, readers_done) = read_output(fds, &role, &sink, tracker);
     Supervised {
         role,
-        pid,
-        exit,
+        pid: forked.pid,
+        exit: forked.exit,
         barriers,
         readers_done,
     }

@@ -100,11 +100,8 @@ impl Instance {
             .await
             .map_err(|e| InitError::new(Status::Failure, "Runtime.ExitError", e))?;
         Ok(process::adopt(
-            forked.pid,
+            forked,
             Role::Runtime,
-            forked.stdout,
-            forked.stderr,
-            forked.exit,
             &self.memory,
             self.logs.sink(),
             &self.tracker,
