@@ -50,6 +50,7 @@ fn smoke_run_prints_every_row() {
         "| warm invoke, sequential",
         "| warm throughput, 32 clients, max_instances 2, concurrent_num 1 |",
         "| warm throughput, 32 clients, max_instances 2, concurrent_num 16 |",
+        "| restore vs cold start, Python",
         "| cold start to first response",
         "| telemetry: ",
         "| hot path, subscribed no-op listener",
@@ -67,5 +68,5 @@ fn smoke_run_prints_every_row() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(14), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(15), "{json}");
 }
