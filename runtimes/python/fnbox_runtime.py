@@ -14,6 +14,13 @@ over the instance's runtime API (RUNTIME_API_ADDR):
 
 An invocation whose ``X-CFF-Invoke-Type`` is ``initializer`` runs the
 initializer (RUNTIME_INITIALIZER_HANDLER) instead of the handler.
+
+Snapshot template mode (``snapshot: true``, FNBOX_TEMPLATE_SOCKET set): the
+process imports the handler and runs the initializer once, reports over the
+control socket, then forks one child per restored instance on request (see
+``_template_main``); each child joins its instance's memory group and network
+namespace, takes its environment and output pipes, runs the restore hook
+(RUNTIME_RESTORE_HOOK_HANDLER) and serves like a normal runtime.
 """
 
 import asyncio
@@ -24,7 +31,9 @@ import importlib.util
 import inspect
 import json
 import os
+import select
 import signal
+import socket
 import sys
 import threading
 import time
@@ -537,6 +546,11 @@ class Runtime(object):
             _hard_exit(_exit_code(e))
 
     def report_init_error(self, err):
+        if _template_ctl is not None:
+            _eprint("[ERROR] %s: %s" % (err.error_type, err.message))
+            _template_send({"event": "init_error",
+                            "body": json.loads(_error_body(err.error_type, err.message, err.stack))})
+            _hard_exit(1)
         if err.cause is not None:
             _eprint("[ERROR] %s: %s\n%s" % (err.error_type, err.message,
                                             _format_traceback(err.cause)))
@@ -630,6 +644,186 @@ def _on_sigterm(signum, frame):
     _hard_exit(0)
 
 
+# --------------------------------------------------------------------------- snapshot template
+
+_template_ctl = None
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+
+
+def _template_send(msg):
+    _template_ctl.sendall(json.dumps(msg).encode("utf-8") + b"\n")
+
+
+def _libc():
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _template_main(runtime, sock_path):
+    """Initialize once, then fork a restored instance per request of fnbox.
+
+    Control protocol (one JSON object per line on a unix stream socket; fnbox sends one fork
+    request at a time and waits for its answer):
+      template -> fnbox  {"event":"ready"} | {"event":"init_error","body":{...}}
+      fnbox -> template  {"op":"fork","env":{...},"cwd":..,"cgroup_procs":..|null,
+                          "netns":bool,"request_id":..,"hook":bool}
+                         with SCM_RIGHTS fds [stdout_w, stderr_w(, netns)]
+      template -> fnbox  {"event":"forked","pid":N} | {"event":"fork_error","message":..}
+                         {"event":"exit","pid":N,"status":<raw wait status>} when a child ends
+    """
+    global _template_ctl
+    ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    ctl.connect(sock_path)
+    _template_ctl = ctl
+    runtime.load()
+    hook_spec = _env("RUNTIME_RESTORE_HOOK_HANDLER", "")
+    hook = None
+    try:
+        if hook_spec:
+            hook = resolve_function(runtime.code_root, hook_spec, "restore hook")
+    except InitError as e:
+        runtime.report_init_error(e)
+    if runtime.initializer is not None:
+        request_id = _env("FNBOX_SNAPSHOT_REQUEST_ID", "snapshot-init")
+        ctx = Context(request_id, "initializer", {}, runtime.init_timeout_s)
+        try:
+            _call_user(runtime.initializer, ctx)
+        except SystemExit as e:
+            _hard_exit(_exit_code(e))
+        except BaseException as e:
+            _eprint("[ERROR] %s %s: %s\n%s" % (request_id, type(e).__name__, e, _format_traceback(e)))
+            _template_send({"event": "init_error",
+                            "body": {"errorType": type(e).__name__, "errorMessage": str(e),
+                                     "stackTrace": _stack_lines(e)}})
+            _hard_exit(1)
+    _flush()
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+    _template_send({"event": "ready"})
+    buf = b""
+    fds = []
+    while True:
+        try:
+            ready, _, _ = select.select([ctl, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in ready:
+            try:
+                os.read(wake_r, 512)
+            except OSError:
+                pass
+            while True:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if pid == 0:
+                    break
+                _template_send({"event": "exit", "pid": pid, "status": status})
+        if ctl in ready:
+            data, fds_now, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+            if not data:
+                _hard_exit(0)  # fnbox closed the channel: the template is no longer needed
+            buf += data
+            fds.extend(fds_now)
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                msg = json.loads(line.decode("utf-8"))
+                given, fds = fds, []
+                _flush()
+                # CPython reseeds `random` in a forked child (os.register_at_fork); a snapshot
+                # restores memory as it was, PRNG state included: put it back in the child.
+                rng = sys.modules.get("random")
+                rng_state = rng.getstate() if rng is not None else None
+                try:
+                    pid = os.fork()
+                except OSError as e:
+                    for fd in given:
+                        os.close(fd)
+                    _template_send({"event": "fork_error", "message": str(e)})
+                    continue
+                if pid == 0:
+                    if rng_state is not None:
+                        rng.setstate(rng_state)
+                    try:
+                        _restored_child(runtime, hook, msg, given, ctl, (wake_r, wake_w))
+                    except BaseException as e:  # never return into the template's loop
+                        _eprint("[fnbox-runtime] restore failed: %s: %s" % (type(e).__name__, e))
+                    _hard_exit(70)
+                for fd in given:
+                    os.close(fd)
+                _template_send({"event": "forked", "pid": pid})
+
+
+def _restored_child(runtime, hook, msg, fds, ctl, wake):
+    """In the forked child: become the new instance's runtime process, run the hook, serve."""
+    global USER_DATA, _loop, _loop_started, _template_ctl
+    template_pid = os.getppid()
+    libc = _libc()
+    # Nothing outlives fnbox: the template dies with fnbox, and this child with the template.
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != template_pid:
+        _hard_exit(1)
+    os.setpgid(0, 0)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in wake:
+        os.close(fd)
+    ctl.close()
+    _template_ctl = None
+    if msg.get("cgroup_procs"):
+        with open(msg["cgroup_procs"], "w") as f:
+            f.write(str(os.getpid()))
+    out_fd, err_fd = fds[0], fds[1]
+    if msg.get("netns"):
+        if libc.setns(fds[2], CLONE_NEWNET) != 0:
+            import ctypes
+            raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNET) failed")
+        os.close(fds[2])
+    os.dup2(out_fd, 1)
+    os.dup2(err_fd, 2)
+    os.close(out_fd)
+    os.close(err_fd)
+    os.environ.clear()
+    os.environ.update(msg["env"])
+    if msg.get("cwd"):
+        os.chdir(msg["cwd"])
+    USER_DATA = _load_user_data()
+    if _loop_started:
+        # The loop's thread did not survive the fork: coroutine handlers get a fresh loop.
+        _loop, _loop_started = None, False
+    runtime.api_addr = _env("RUNTIME_API_ADDR", runtime.api_addr)
+    runtime.timeout_s = _env_int("RUNTIME_TIMEOUT", 3)
+    if hook is not None and msg.get("hook"):
+        request_id = msg.get("request_id") or "restore"
+        ctx = Context(request_id, "restore", {}, _env_int("RUNTIME_RESTORE_HOOK_TIMEOUT", 10))
+        try:
+            _call_user(hook, ctx)
+        except SystemExit as e:
+            _hard_exit(_exit_code(e))
+        except BaseException as e:
+            _eprint("[ERROR] %s %s: %s\n%s" % (request_id, type(e).__name__, e, _format_traceback(e)))
+            try:
+                ApiClient(runtime.api_addr).post(API_PREFIX + "/init/error",
+                                                 _error_body(type(e).__name__, str(e), _stack_lines(e)))
+            except Exception:
+                pass
+            _hard_exit(1)
+    _serve(runtime)
+
+
+def _serve(runtime):
+    concurrency = max(1, _env_int("RUNTIME_CONCURRENCY", 1))
+    for i in range(concurrency):
+        threading.Thread(target=runtime.worker, name="fnbox-worker-%d" % i, daemon=True).start()
+    # The main thread only waits, so SIGTERM is handled promptly even while handlers run.
+    while True:
+        time.sleep(3600)
+
+
 def main():
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -639,13 +833,11 @@ def main():
     signal.signal(signal.SIGTERM, _on_sigterm)
     _install_main_loop()
     runtime = Runtime()
+    template = _env("FNBOX_TEMPLATE_SOCKET", "")
+    if template:
+        _template_main(runtime, template)
     runtime.load()
-    concurrency = max(1, _env_int("RUNTIME_CONCURRENCY", 1))
-    for i in range(concurrency):
-        threading.Thread(target=runtime.worker, name="fnbox-worker-%d" % i, daemon=True).start()
-    # The main thread only waits, so SIGTERM is handled promptly even while handlers run.
-    while True:
-        time.sleep(3600)
+    _serve(runtime)
 
 
 if __name__ == "__main__":

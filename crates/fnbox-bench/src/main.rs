@@ -16,6 +16,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod helpers;
+mod restore;
 mod scenarios;
 mod soak;
 mod stats;
@@ -63,7 +64,7 @@ enum Helper {
 }
 
 /// Scenario groups `--only` accepts.
-const GROUPS: [&str; 10] = [
+const GROUPS: [&str; 11] = [
     "warm",
     "throughput",
     "cold",
@@ -74,6 +75,7 @@ const GROUPS: [&str; 10] = [
     "freeze",
     "memory",
     "peers",
+    "restore",
 ];
 
 /// Command-line options of a benchmark run.

@@ -239,6 +239,21 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
     }
 
     // 3. Cold start: a new instance per invocation (engine in-process, as fnbox serve does).
+    if o.runs("restore") {
+        eprintln!("fnbox-bench: restore vs cold start");
+        let r = crate::restore::restore_vs_cold(tmp, c.cold.min(20)).await?;
+        let ratio = r.restore_p50_ms / r.cold_p50_ms;
+        rows.push(Row {
+            scenario: "restore vs cold start, Python, init ≥ 300 ms (p50 to first response)".into(),
+            fnbox: format!("{} restore (fork from template)", ms(r.restore_p50_ms)),
+            baseline: format!("{} cold start (same function, no snapshot)", ms(r.cold_p50_ms)),
+            ratio: format!("{ratio:.3}×"),
+            target: "restore ≤ 0.1× cold".into(),
+            met: Some(ratio <= 0.1),
+            data: json!({"restore_p50_ms": r.restore_p50_ms, "cold_p50_ms": r.cold_p50_ms, "n": r.n}),
+        });
+    }
+
     if o.runs("cold") {
         eprintln!("fnbox-bench: cold start");
         let cold = cold_starts(&pk.hello, c.cold).await?;

@@ -50,6 +50,7 @@ fn smoke_run_prints_every_row() {
         "| warm invoke, sequential",
         "| warm throughput, 32 clients, max_instances 2, concurrent_num 1 |",
         "| warm throughput, 32 clients, max_instances 2, concurrent_num 16 |",
+        "| restore vs cold start, Python",
         "| cold start to first response",
         "| telemetry: ",
         "| hot path, subscribed no-op listener",

@@ -72,6 +72,9 @@ pub async fn run(args: RunArgs) -> Result<(), MainError> {
     if let Some(note) = function.launch_note() {
         eprintln!("note: {note}");
     }
+    if let Some(mode) = function.restore_mode() {
+        eprintln!("restore: {}", mode.describe());
+    }
 
     let lines = PlatformLines::for_package(&package);
     let mut errors: Vec<MainError> = Vec::new();

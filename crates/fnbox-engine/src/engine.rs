@@ -146,6 +146,8 @@ pub struct Function {
     pub(crate) package: Arc<Package>,
     pub(crate) dialect: Arc<dyn Dialect>,
     pub(crate) launch: Launch,
+    /// Set for `snapshot: true` / `snap_start: PublishedVersions` functions.
+    pub(crate) snapshot: Option<crate::snapshot::Snapshot>,
 }
 
 impl Function {
@@ -157,12 +159,25 @@ impl Function {
         dialect: Arc<dyn Dialect>,
     ) -> Result<Self, LaunchError> {
         let launch = dialect.launch(&package, engine.config.host_path.as_deref())?;
+        let snapshot =
+            crate::snapshot::mode_for(&package, &launch).map(crate::snapshot::Snapshot::new);
         Ok(Self {
             engine,
             package,
             dialect,
             launch,
+            snapshot,
         })
+    }
+
+    /// How instances after the first are restored, for snapshot functions.
+    pub fn restore_mode(&self) -> Option<crate::snapshot::RestoreMode> {
+        self.snapshot.as_ref().map(|s| s.mode())
+    }
+
+    /// The snapshot state of a snapshot function (its template, in fork mode).
+    pub fn snapshot(&self) -> Option<&crate::snapshot::Snapshot> {
+        self.snapshot.as_ref()
     }
 
     /// The package.
@@ -207,8 +222,10 @@ impl Function {
                 Err(mut err) => {
                     tracing::warn!(function = %self.package.config.func_name, attempt, error = %err, "init failed");
                     err.attempts = attempt;
+                    let restore = crate::snapshot::is_restore_failure(&err);
                     last = Some(err);
-                    if self.engine.cancel.is_cancelled() {
+                    // A failed restore is not retried: the same snapshot fails the same way.
+                    if self.engine.cancel.is_cancelled() || restore {
                         break;
                     }
                 }

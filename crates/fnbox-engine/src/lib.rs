@@ -29,6 +29,7 @@ pub mod lifecycle;
 pub mod netns;
 pub mod observe;
 pub mod pool;
+pub mod snapshot;
 pub mod telemetry;
 pub mod trace;
 mod usage;

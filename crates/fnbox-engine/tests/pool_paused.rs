@@ -166,6 +166,7 @@ impl Factory for Factory1 {
                     message: "fake init failure".into(),
                     attempts: 1,
                     body: None,
+                    restore: false,
                 });
             }
             let fake = Arc::new(Fake {

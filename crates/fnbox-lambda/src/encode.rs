@@ -96,6 +96,8 @@ impl EncoderContext {
 #[derive(Default)]
 struct State {
     init_duration_ms: Option<f64>,
+    /// Set by a restore report, taken by the next invocation's report.
+    restore_duration_ms: Option<f64>,
     starts: HashMap<String, DateTime<Utc>>,
 }
 
@@ -310,9 +312,13 @@ impl Encoder {
                 ))
             }
             Phase::Invoke => {
-                let (init, start) = {
+                let (init, restore, start) = {
                     let mut st = self.state();
-                    (st.init_duration_ms.take(), st.starts.remove(request_id))
+                    (
+                        st.init_duration_ms.take(),
+                        st.restore_duration_ms.take(),
+                        st.starts.remove(request_id),
+                    )
                 };
                 Record::Report(record::Report {
                     error_type: outcome.error_type,
@@ -320,6 +326,8 @@ impl Encoder {
                         billed_duration_ms: m.billed_duration_ms,
                         duration_ms: ms3(m.duration_ms),
                         init_duration_ms: init,
+                        restore_duration_ms: restore,
+                        billed_restore_duration_ms: restore.map(|d| (d.ceil() as u64).max(1)),
                         max_memory_used_mb: (m.memory_used_mb.ceil() as u64).max(1),
                         memory_size_mb: m.memory_size_mb,
                     },
@@ -328,13 +336,20 @@ impl Encoder {
                     tracing: start.map(|start| tracing_for(request_id, start)),
                 })
             }
-            Phase::Restore if newer => Record::RestoreReport(record::RestoreReport {
-                error_type: outcome.error_type,
-                metrics: DurationMetrics {
-                    duration_ms: ms3(m.duration_ms),
-                },
-                status: outcome.status,
-            }),
+            Phase::Restore if newer => {
+                // The first report after a restore carries the restore's duration, not init's.
+                let mut st = self.state();
+                st.init_duration_ms = None;
+                st.restore_duration_ms = Some(ms3(m.duration_ms));
+                drop(st);
+                Record::RestoreReport(record::RestoreReport {
+                    error_type: outcome.error_type,
+                    metrics: DurationMetrics {
+                        duration_ms: ms3(m.duration_ms),
+                    },
+                    status: outcome.status,
+                })
+            }
             Phase::Restore => return None,
         };
         wrap(end, record, PLATFORM_HINT)
@@ -389,6 +404,42 @@ mod tests {
 
     fn enc(e: &Encoder, ev: &Event) -> Option<Value> {
         e.encode(ev).map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn the_first_report_after_a_restore_carries_its_duration() {
+        let m = ReportMetrics::new(Duration::from_micros(12_345), 0, 128);
+        let report = |phase, trace: &str| Event::Report {
+            phase,
+            start: t(0),
+            end: t(1),
+            trace_id: trace.into(),
+            status: Status::Success,
+            error_type: None,
+            metrics: m,
+            pod_name: "p".into(),
+        };
+        let e = Encoder::new(Schema::V2025_01_29, ctx(false));
+        enc(&e, &report(Phase::Init, "r0"));
+        let v = enc(&e, &report(Phase::Restore, "r0")).unwrap();
+        assert_eq!(v["type"], "platform.restoreReport");
+        assert_eq!(v["record"]["metrics"], json!({"durationMs": 12.345}));
+        let first = enc(&e, &report(Phase::Invoke, "r1")).unwrap();
+        let metrics = &first["record"]["metrics"];
+        assert_eq!(metrics["restoreDurationMs"], 12.345);
+        assert_eq!(metrics["billedRestoreDurationMs"], 13);
+        assert!(metrics.get("initDurationMs").is_none(), "{metrics}");
+        let second = enc(&e, &report(Phase::Invoke, "r2")).unwrap();
+        assert!(second["record"]["metrics"]
+            .get("restoreDurationMs")
+            .is_none());
+
+        let old = Encoder::new(Schema::V2022_07_01, ctx(false));
+        assert!(enc(&old, &report(Phase::Restore, "r0")).is_none());
+        let first = enc(&old, &report(Phase::Invoke, "r1")).unwrap();
+        assert!(first["record"]["metrics"]
+            .get("restoreDurationMs")
+            .is_none());
     }
 
     const RID: &str = "8476a536-e9f4-11e8-9739-2dfe598c3fcd";

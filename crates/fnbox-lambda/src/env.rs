@@ -75,7 +75,11 @@ pub(crate) fn lambda_vars(package: &Package, addr: &str, env: &mut Vec<(String, 
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
         c.memory_size.to_string(),
     );
-    set(env, "AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into());
+    let init_type = match c.snapshot.enabled {
+        true => "snap-start",
+        false => "on-demand",
+    };
+    set(env, "AWS_LAMBDA_INITIALIZATION_TYPE", init_type.into());
     set(
         env,
         "AWS_LAMBDA_LOG_GROUP_NAME",

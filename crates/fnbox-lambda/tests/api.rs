@@ -813,3 +813,54 @@ async fn register_response_handler_is_empty_when_none_is_configured() {
         json!({"functionName":"lam","functionVersion":"$LATEST","handler":""})
     );
 }
+
+#[tokio::test]
+async fn restore_endpoints_exist_for_snapstart_functions_only() {
+    let f = fixture(&[]);
+    let r = call(&f.api, get("/2018-06-01/runtime/restore/next", &[])).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    let pkg = FixturePackage::bash(
+        "func_name: lam\ndialect: lambda\nhandler: main.handler\nsnap_start: PublishedVersions\n",
+        "exit 0",
+    );
+    let package = Arc::new(fnbox_package::load(pkg.path()).expect("package"));
+    let (api, _init_rx) = InstanceApi::detached(package, "lam-128-00000000");
+    let api = Arc::new(api);
+    let error = || {
+        post(
+            "/2018-06-01/runtime/restore/error",
+            &[(
+                "Lambda-Runtime-Function-Error-Type",
+                "Runtime.AfterRestoreError",
+            )],
+            r#"{"errorMessage":"x","errorType":"Runtime.AfterRestoreError"}"#,
+        )
+    };
+    let r = call(&api, error()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no restore under way yet");
+    // restore/next blocks until the engine restores the instance, then answers 200, empty.
+    let next = tokio::spawn({
+        let api = api.clone();
+        async move { call(&api, get("/2018-06-01/runtime/restore/next", &[])).await }
+    });
+    tokio::time::timeout(Duration::from_secs(5), api.restore.reached())
+        .await
+        .expect("restore/next reached the gate");
+    assert!(!next.is_finished());
+    api.restore.release();
+    let r = next.await.unwrap();
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 0));
+    let r = call(&api, error()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "awslambdaric demands exactly 202"
+    );
+    let r = call(&api, error()).await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "one restore error per restore"
+    );
+}

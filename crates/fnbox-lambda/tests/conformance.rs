@@ -341,7 +341,7 @@ fn python_pkg(name: &str, handler: &str, python: &Path) -> Pkg {
     let pkg = Pkg::new(name, &format!("handler: {handler}\n"));
     pkg.add_user_data("FNBOX_PYTHON", &python.display().to_string());
     let src = repo_root().join("conformance/python");
-    for f in ["app.py", "broken.py"] {
+    for f in ["app.py", "broken.py", "snap.py"] {
         std::fs::copy(src.join(f), pkg.dir.path().join(f)).unwrap();
     }
     pkg.copy_exec(&src.join("bootstrap"), "bootstrap");
@@ -416,4 +416,85 @@ async fn awslambdaric_import_error_fails_init() {
     assert!(err.message.contains("module_that_does_not_exist"), "{err}");
     let body: Value = serde_json::from_slice(err.body.as_deref().unwrap()).unwrap();
     assert_eq!(body["errorType"], "Runtime.ImportModuleError");
+}
+
+/// Issue 18: SnapStart functions in resume-in-place mode with the published clients' hooks.
+fn snap_hooks(result: &InvokeResult) -> (Vec<String>, Value) {
+    let v = ok_json(result);
+    let hooks = v["hooks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|h| h.as_str().unwrap().to_string())
+        .collect();
+    (hooks, v["initType"].clone())
+}
+
+/// awslambdaric + snapshot_restore_py: `@register_before_snapshot` runs before `restore/next`,
+/// `@register_after_restore` after it; a failing after-restore hook fails the restore.
+#[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
+async fn awslambdaric_snapstart_hooks() {
+    let _serial = SERIAL.lock().await;
+    let python = python();
+    let pkg = Pkg::new(
+        "conf-pysnap",
+        "handler: snap.handler\nsnap_start: PublishedVersions\n",
+    );
+    pkg.add_user_data("FNBOX_PYTHON", &python.display().to_string());
+    let src = repo_root().join("conformance/python");
+    std::fs::copy(src.join("snap.py"), pkg.dir.path().join("snap.py")).unwrap();
+    pkg.copy_exec(&src.join("bootstrap"), "bootstrap");
+    let f = pkg.function();
+    let mut observed = f.engine().observe();
+    let inst = f.start_instance(None).await.expect("init + restore");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    let (hooks, init_type) = snap_hooks(&out.result);
+    assert_eq!(hooks, ["before_snapshot", "after_restore"]);
+    assert_eq!(init_type, "snap-start");
+    let mut phases = Vec::new();
+    while let Ok(o) = observed.try_recv() {
+        if let fnbox_engine::Observation::Telemetry(e) = &o.what {
+            if let Event::Report { phase, status, .. } = &**e {
+                phases.push(format!("{phase:?}:{}", status.as_str()));
+            }
+        }
+    }
+    assert_eq!(
+        phases,
+        ["Init:success", "Restore:success", "Invoke:success"]
+    );
+    inst.shutdown().await;
+
+    pkg.add_user_data("SNAP_FAIL", "1");
+    let err = match pkg.function().start_instance(None).await {
+        Err(e) => e,
+        Ok(_) => panic!("a failing after-restore hook must fail the restore"),
+    };
+    assert!(err.restore, "{err:?}");
+    assert_eq!(err.error_type, "Runtime.AfterRestoreError", "{err}");
+}
+
+/// lambda_runtime (1.5, `SnapStartResource`): the same protocol from the Rust client.
+#[tokio::test]
+#[ignore = "needs the conformance programs: run conformance/run.sh"]
+async fn lambda_runtime_snapstart_resource() {
+    let _serial = SERIAL.lock().await;
+    let pkg = Pkg::new("conf-rssnap", "snap_start: PublishedVersions\n");
+    pkg.copy_exec(&program("snapstart"), "bootstrap");
+    let f = pkg.function();
+    let inst = f.start_instance(None).await.expect("init + restore");
+    let out = inst.invoke(InvokeRequest::sync("{}")).await.unwrap();
+    let (hooks, init_type) = snap_hooks(&out.result);
+    assert_eq!(hooks, ["before_snapshot", "after_restore"]);
+    assert_eq!(init_type, "snap-start");
+    inst.shutdown().await;
+
+    pkg.add_user_data("SNAP_FAIL", "1");
+    let err = match pkg.function().start_instance(None).await {
+        Err(e) => e,
+        Ok(_) => panic!("a failing after_restore must fail the restore"),
+    };
+    assert!(err.restore, "{err:?}");
+    assert_eq!(err.error_type, "Runtime.AfterRestoreError", "{err}");
 }

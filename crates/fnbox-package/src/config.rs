@@ -20,6 +20,10 @@ use serde_yaml_ng::Value;
 
 use crate::PackageError;
 
+#[path = "snapshot.rs"]
+mod snapshot;
+pub use snapshot::{SnapshotConfig, DEFAULT_RESTORE_HOOK_TIMEOUT};
+
 /// The memory sizes FunctionGraph offers, in MB; `memory_size` must be one of them.
 pub const MEMORY_SIZES: &[u32] = &[
     128, 256, 512, 768, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 8192, 10240,
@@ -48,6 +52,10 @@ pub const FIELDS: &[&str] = &[
     "ephemeral_storage",
     "containment",
     "freeze",
+    "snapshot",
+    "snap_start",
+    "restore_hook_handler",
+    "restore_hook_timeout",
 ];
 
 /// `ephemeral_storage` bounds in MB: the size of the instance's private `/tmp` (both platforms
@@ -114,6 +122,8 @@ pub struct FunctionConfig {
     /// Whether an idle instance is frozen between invocations (`freeze:`; Lambda only, on by
     /// default there).
     pub freeze: bool,
+    /// The restore phase: `snapshot` / `snap_start` and the restore hook.
+    pub snapshot: SnapshotConfig,
 }
 
 /// The network an instance's processes see (`network:` in function.yaml).
@@ -226,6 +236,7 @@ impl FunctionConfig {
             ephemeral_storage: EPHEMERAL_STORAGE_MB.0,
             containment: true,
             freeze: false,
+            snapshot: SnapshotConfig::default(),
         }
     }
 
@@ -605,12 +616,15 @@ impl Fields<'_> {
 
         let freeze = self.freeze(dialect)?;
 
+        let snapshot = self.snapshot_config(dialect, &runtime)?;
+
         Ok(FunctionConfig {
             layers,
             dependencies,
             containment,
             ephemeral_storage,
             freeze,
+            snapshot,
             network,
             async_invoke_config,
             func_name,

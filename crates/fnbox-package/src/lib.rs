@@ -32,7 +32,8 @@ use std::path::{Path, PathBuf};
 pub use archive::{MAX_ENTRIES, MAX_UNCOMPRESSED_BYTES};
 pub use config::{
     parse_config, AsyncDestination, AsyncInvokeConfig, Dialect, FunctionConfig, Network, Runtime,
-    EPHEMERAL_STORAGE_MB, FIELDS, MEMORY_SIZES, USER_DATA_MAX_CHARS,
+    SnapshotConfig, DEFAULT_RESTORE_HOOK_TIMEOUT, EPHEMERAL_STORAGE_MB, FIELDS, MEMORY_SIZES,
+    USER_DATA_MAX_CHARS,
 };
 pub use config::{MAX_DEPENDENCIES, MAX_LAYERS};
 pub use error::PackageError;

@@ -206,6 +206,9 @@ impl Served {
                 c.max_instances
             ));
         }
+        if let Some(mode) = self.function.restore_mode() {
+            lines.push(format!("  restore: {}", mode.describe()));
+        }
         for note in &self.function.package().notes {
             lines.push(format!("  note: {note}"));
         }

@@ -14,6 +14,10 @@ pub mod paths {
     pub const ERROR: &str = "/2018-06-01/runtime/invocation/{id}/error";
     /// `POST` init failure.
     pub const INIT_ERROR: &str = "/2018-06-01/runtime/init/error";
+    /// `GET`: SnapStart, the runtime finished init; answers 200 (empty) after the restore.
+    pub const RESTORE_NEXT: &str = "/2018-06-01/runtime/restore/next";
+    /// `POST`: SnapStart, the runtime's after-restore hooks failed.
+    pub const RESTORE_ERROR: &str = "/2018-06-01/runtime/restore/error";
     /// Liveness probe RIE keeps "for Hyrum's law".
     pub const PING: &str = "/2018-06-01/ping";
     /// Extension registration.
@@ -600,6 +604,15 @@ pub mod telemetry {
         /// `initDurationMs`: only on the first report after a cold start.
         #[serde(rename = "initDurationMs", skip_serializing_if = "Option::is_none")]
         pub init_duration_ms: Option<f64>,
+        /// `restoreDurationMs`: only on the first report after a restore (SnapStart).
+        #[serde(rename = "restoreDurationMs", skip_serializing_if = "Option::is_none")]
+        pub restore_duration_ms: Option<f64>,
+        /// `billedRestoreDurationMs` (integer), with `restoreDurationMs`.
+        #[serde(
+            rename = "billedRestoreDurationMs",
+            skip_serializing_if = "Option::is_none"
+        )]
+        pub billed_restore_duration_ms: Option<u64>,
         /// `maxMemoryUsedMB` (integer).
         #[serde(rename = "maxMemoryUsedMB")]
         pub max_memory_used_mb: u64,

@@ -25,7 +25,9 @@ pub mod extensions;
 mod freeze;
 pub mod logs;
 pub mod process;
+mod restore;
 mod shutdown;
+pub use restore::RestoreGate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,8 @@ pub struct InstanceApi {
     pub tasks: TaskTracker,
     /// Cancelled when the instance stops.
     pub cancel: CancellationToken,
+    /// Lambda resume in place: the runtime's `restore/next` and `restore/error`.
+    pub restore: RestoreGate,
     init_error: Mutex<Option<oneshot::Sender<Bytes>>>,
     state: watch::Sender<State>,
 }
@@ -112,6 +116,7 @@ impl InstanceApi {
             ),
             package,
             pod_name: pod_name.to_string(),
+            restore: RestoreGate::default(),
             init_error: Mutex::new(Some(init_tx)),
             state: watch::channel(State::Initializing).0,
         };
@@ -129,7 +134,7 @@ impl InstanceApi {
 
 /// Why an instance could not be started.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("init failed ({status}) after {attempts} attempt(s): {error_type}: {message}", status = .status.as_str())]
+#[error("{phase} failed ({status}) after {attempts} attempt(s): {error_type}: {message}", status = .status.as_str(), phase = if *.restore { "restore" } else { "init" })]
 pub struct InitError {
     /// Telemetry status of the last attempt.
     pub status: Status,
@@ -141,6 +146,8 @@ pub struct InitError {
     pub attempts: u32,
     /// The runtime's error body when it posted one.
     pub body: Option<Bytes>,
+    /// The instance was restoring from a snapshot ([`crate::snapshot`]), not initializing.
+    pub restore: bool,
 }
 
 impl InitError {
@@ -151,6 +158,7 @@ impl InitError {
             message: message.into(),
             attempts: 1,
             body: None,
+            restore: false,
         }
     }
 }
@@ -266,10 +274,17 @@ impl Instance {
             &tap.pod_name,
             crate::observe::Observation::State(State::Initializing),
         );
+        // Snapshot functions in fork mode: the first instance builds the template (init), the
+        // others restore from it.
+        let claim = match &function.snapshot {
+            Some(s) if s.mode() == crate::snapshot::RestoreMode::Fork => Some(s.claim().await),
+            _ => None,
+        };
+        let phase = restore::phase_of(&claim);
         let started = Instant::now();
         let start_wall = Utc::now();
         bus.publish(Event::Start {
-            phase: Phase::Init,
+            phase,
             time: start_wall,
             trace_id: trace_id.to_string(),
             trace: None,
@@ -332,6 +347,7 @@ impl Instance {
             connector,
             tasks: tracker.clone(),
             cancel: cancel.clone(),
+            restore: RestoreGate::default(),
             init_error: Mutex::new(Some(init_tx)),
             state: watch::channel(State::Initializing).0,
         });
@@ -379,7 +395,7 @@ impl Instance {
             cold_init: Default::default(),
         };
 
-        let result = instance.init(function, init_rx).await;
+        let result = instance.init(function, init_rx, claim, trace_id).await;
         instance.sync_runtime_output().await;
 
         let end_wall = Utc::now();
@@ -393,7 +409,7 @@ impl Instance {
             Err(e) => (e.status, Some(e.error_type.clone())),
         };
         bus.publish(Event::RuntimeDone {
-            phase: Phase::Init,
+            phase,
             time: end_wall,
             trace_id: trace_id.to_string(),
             status,
@@ -426,7 +442,7 @@ impl Instance {
                 Some((trace_id.to_string(), metrics.duration_ms));
         }
         bus.publish(Event::Report {
-            phase: Phase::Init,
+            phase,
             start: start_wall,
             end: end_wall,
             trace_id: trace_id.to_string(),
@@ -435,6 +451,15 @@ impl Instance {
             metrics,
             pod_name,
         });
+        // Lambda SnapStart, resume in place: the restore follows init in the same process.
+        let result = match result {
+            Ok(())
+                if function.restore_mode() == Some(crate::snapshot::RestoreMode::ResumeInPlace) =>
+            {
+                instance.resume_in_place(trace_id).await
+            }
+            other => other,
+        };
         match result {
             Ok(()) => {
                 instance.set_state(Transition::Ready);
@@ -463,6 +488,8 @@ impl Instance {
         &self,
         function: &Function,
         init_rx: oneshot::Receiver<Bytes>,
+        claim: Option<crate::snapshot::Claim<'_>>,
+        trace_id: &str,
     ) -> Result<(), InitError> {
         let engine = &function.engine;
         let package = &self.api.package;
@@ -476,7 +503,9 @@ impl Instance {
         crate::contain::adjust_env(self.sandbox.as_deref(), &mut env);
         let ext_env = self.dialect.extension_env(&env);
         let ext_deadline = tokio::time::Instant::now() + engine.config.extension_init_timeout;
-        let deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
+        let restoring = restore::phase_of(&claim) == Phase::Restore;
+        let restore_timeout = Duration::from_secs(config.snapshot.restore_hook_timeout as u64);
+        let mut deadline = ext_deadline + Duration::from_secs(config.initializer_timeout as u64);
 
         for ext in &package.extensions {
             let command = self.dialect.extension_command(ext);
@@ -537,11 +566,26 @@ impl Instance {
                 ));
             }
         }
+        if restoring {
+            // The restore (fork, hook, first poll) gets restore_hook_timeout from here.
+            deadline = tokio::time::Instant::now() + restore_timeout;
+        }
         let mut polls = self.api.runtime.polls();
-        let runtime =
-            process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(|e| {
-                InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string())
-            })?;
+        let snapshot = claim.is_some();
+        let runtime = match claim {
+            Some(claim) => {
+                let started = self
+                    .start_snapshot_runtime(function, claim, spec.env, trace_id, deadline)
+                    .await;
+                started.map_err(|e| match restoring {
+                    true => restore::restore_failure(e, restore_timeout),
+                    false => e,
+                })?
+            }
+            None => process::spawn(spec, &self.memory, self.logs.sink(), &self.tracker).map_err(
+                |e| InitError::new(Status::Failure, "Runtime.InvalidEntrypoint", e.to_string()),
+            )?,
+        };
         self.procs.lock().expect("procs lock").runtime = Some(runtime.clone());
         if function.launch.kind == RuntimeKind::HttpServer {
             // The dialect plays the runtime-API client and forwards each invocation to the
@@ -563,8 +607,9 @@ impl Instance {
             }
         }
         let extensions = self.procs.lock().expect("procs lock").extensions.clone();
+        let resume = function.restore_mode() == Some(crate::snapshot::RestoreMode::ResumeInPlace);
         let result = async {
-            wait_init(
+            let init_done = wait_init(
                 &*self.dialect,
                 &runtime,
                 &mut polls,
@@ -572,9 +617,25 @@ impl Instance {
                 deadline,
                 &self.memory,
                 function.launch.kind,
-            )
-            .await?;
-            if function.launch.runs_initializer && config.initializer_handler.is_some() {
+            );
+            // SnapStart: init also ends when the runtime calls restore/next.
+            let restore_point = async {
+                match resume {
+                    true => self.reached_restore_point().await,
+                    false => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                r = init_done => r,
+                _ = restore_point => Ok(()),
+            }
+            .map_err(|e| match restoring {
+                true => restore::restore_failure(e, restore_timeout),
+                false => e,
+            })?;
+            // A snapshot's template ran the initializer once, before the first fork.
+            if function.launch.runs_initializer && config.initializer_handler.is_some() && !snapshot
+            {
                 run_initializer(
                     &*self.dialect,
                     &self.api,

@@ -224,12 +224,7 @@ pub fn spawn(
     let pid = child.id().expect("a just-spawned child has a pid") as i32;
     memory.watch_process_group(pid);
     let role = Arc::new(spec.role);
-    let (done_tx, readers_done) = watch::channel(0usize);
-    let done_tx = Arc::new(done_tx);
-    let (btx, brx) = mpsc::channel(4);
-    let barriers = vec![btx];
-    let splitter = Splitter::new(role.clone(), sink);
-    tracker.spawn(pump(nonblocking(output), splitter, brx, done_tx.clone()));
+    let (barriers, readers_done) = read_output([output], &role, &sink, tracker);
     let (tx, rx) = watch::channel(None);
     tracker.spawn(async move {
         let status = child
@@ -245,6 +240,51 @@ pub fn spawn(
         barriers,
         readers_done,
     })
+}
+
+/// Watches a process fnbox did not fork itself (a restored instance forked by a snapshot
+/// template, see [`crate::snapshot`]): its pid leads its own process group, its stdout and
+/// stderr are one pipe whose read end fnbox holds, and its exit status comes from whoever reaps it.
+pub(crate) fn adopt(
+    forked: crate::snapshot::Forked,
+    role: Role,
+    memory: &MemoryGroup,
+    sink: LineSink,
+    tracker: &TaskTracker,
+) -> Supervised {
+    memory.watch_process_group(forked.pid);
+    let role = Arc::new(role);
+    let (barriers, readers_done) = read_output([forked.output], &role, &sink, tracker);
+    Supervised {
+        role,
+        pid: forked.pid,
+        exit: forked.exit,
+        barriers,
+        readers_done,
+    }
+}
+
+/// One reader task per output pipe (a process's stdout and stderr share one, so its lines keep
+/// their order); returns their barriers and the count of pipes that reached their end.
+fn read_output(
+    fds: impl IntoIterator<Item = std::os::fd::OwnedFd>,
+    role: &Arc<Role>,
+    sink: &LineSink,
+    tracker: &TaskTracker,
+) -> (
+    Vec<mpsc::Sender<oneshot::Sender<()>>>,
+    watch::Receiver<usize>,
+) {
+    let (done_tx, readers_done) = watch::channel(0usize);
+    let done_tx = Arc::new(done_tx);
+    let mut barriers = Vec::new();
+    for fd in fds {
+        let (btx, brx) = mpsc::channel(4);
+        barriers.push(btx);
+        let splitter = Splitter::new(role.clone(), sink.clone());
+        tracker.spawn(pump(nonblocking(fd), splitter, brx, done_tx.clone()));
+    }
+    (barriers, readers_done)
 }
 
 /// Puts a pipe back in non-blocking mode (`into_owned_fd` hands it over blocking), so the

@@ -20,6 +20,10 @@ pub enum ApiError {
     /// `…/{id}/response|error` for an id that is not in flight.
     #[error("Invalid request ID")]
     InvalidRequestId,
+    /// `restore/next` or `restore/error` of a function without SnapStart (RIE mounts them only
+    /// with init caching).
+    #[error("the restore endpoints exist only for SnapStart functions (snap_start: PublishedVersions in function.yaml)")]
+    NotSnapStart,
     /// `Lambda-Runtime-Function-Response-Mode` other than `streaming`.
     #[error("Invalid function response mode")]
     InvalidResponseMode,
@@ -66,6 +70,7 @@ impl ApiError {
             | ApiError::Validation(_)
             | ApiError::LogsValidation(_) => StatusCode::BAD_REQUEST,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotSnapStart => StatusCode::NOT_FOUND,
         }
     }
 
@@ -80,6 +85,7 @@ impl ApiError {
             ApiError::Extension { error_type, .. } => error_type,
             ApiError::Validation(_) => "ValidationError",
             ApiError::LogsValidation(_) => "Logs.ValidationError",
+            ApiError::NotSnapStart => "NotFound",
         }
     }
 }

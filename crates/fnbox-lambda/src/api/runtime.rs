@@ -46,6 +46,8 @@ pub fn router() -> Router<Arc<InstanceApi>> {
         .route(paths::RESPONSE, post(response))
         .route(paths::ERROR, post(error))
         .route(paths::INIT_ERROR, post(init_error))
+        .route(paths::RESTORE_NEXT, get(restore_next))
+        .route(paths::RESTORE_ERROR, post(restore_error))
         .route(paths::PING, get(|| async { "pong" }))
 }
 
@@ -331,6 +333,44 @@ async fn init_error(
         Err(ApiError::InvalidStateTransition {
             from: "Ready",
             to: "InitError",
+        })
+    }
+}
+
+/// SnapStart (`snap_start: PublishedVersions`): the runtime's init is over; answers 200 with
+/// an empty body once the instance is restored (resume in place).
+async fn restore_next(State(api): Api) -> Result<Response, ApiError> {
+    if !api.package.config.snapshot.enabled {
+        return Err(ApiError::NotSnapStart);
+    }
+    api.restore.next().await;
+    Ok((StatusCode::OK, Body::empty()).into_response())
+}
+
+/// SnapStart: the runtime's after-restore hooks failed (`Lambda-Runtime-Function-Error-Type`).
+async fn restore_error(
+    State(api): Api,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    if !api.package.config.snapshot.enabled {
+        return Err(ApiError::NotSnapStart);
+    }
+    let body = match read_reply(body, &headers, RESPONSE_MAX).await {
+        Ok((data, _)) => data,
+        Err(BodyError::TooLarge { .. }) => return Err(ApiError::PayloadTooLarge),
+        Err(BodyError::Read(_)) => return Err(ApiError::Truncated),
+    };
+    let error_type = header(&headers, h::FUNCTION_ERROR_TYPE)
+        .unwrap_or(fnbox_engine::snapshot::AFTER_RESTORE_ERROR)
+        .to_string();
+    let body = error_document(&headers, body);
+    if api.restore.fail(error_type, body) {
+        Ok(accepted())
+    } else {
+        Err(ApiError::InvalidStateTransition {
+            from: "Initializing",
+            to: "RestoreError",
         })
     }
 }

@@ -17,6 +17,7 @@
 //! | unknown async request id | 404 FSS.0404 | 404 `ResourceNotFoundException` |
 //! | every instance busy | 429 FSS.0429 | 429 `TooManyRequestsException` |
 //! | init failed (3 attempts) | 500 FSS.1404 (FSS.1405 init timeout), `X-Is-Func-Err: true` | 200 `X-Amz-Function-Error: Unhandled`, the init error body |
+//! | restore failed (not retried) | 500 FSS.4213 (FSS.4214 restore timeout), `X-Is-Func-Err: true` | 200 `Unhandled`, the runtime's body (e.g. `Runtime.AfterRestoreError`); timeout: 408 `SnapStartTimeoutException` |
 //! | invocation timed out | 408 FSS.0408, `X-Is-Func-Err: true` | 200 `Unhandled`, `Sandbox.Timedout` |
 //! | async without a store (embedding) | 501 FSS.0501 | 501 `ServiceException` |
 //! | shutting down | 503 FSS.0503 | 503 `ServiceException` |
@@ -206,6 +207,14 @@ impl Fg {
             E::AsyncPayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "FSS.1201"),
             E::UnknownAsyncRequest { .. } => (StatusCode::NOT_FOUND, "FSS.0404"),
             E::Saturated(_) => (StatusCode::TOO_MANY_REQUESTS, "FSS.0429"),
+            // A failed restore (issue 18): openYuanrong's 4214 "runtime restore timed out
+            // after …" and 4213 "function restore failed".
+            E::InitFailed { error, .. } if error.restore && error.status == Status::Timeout => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "FSS.4214")
+            }
+            E::InitFailed { error, .. } if error.restore => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "FSS.4213")
+            }
             E::InitFailed { error, .. } if error.status == Status::Timeout => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "FSS.1405")
             }
@@ -310,6 +319,12 @@ impl Lambda {
                 "TooManyRequestsException",
                 "User",
                 Some("ReservedFunctionConcurrentInvocationLimitExceeded"),
+            ),
+            E::InitFailed { error, .. } if error.restore && error.status == Status::Timeout => Api(
+                StatusCode::REQUEST_TIMEOUT,
+                "SnapStartTimeoutException",
+                "User",
+                None,
             ),
             E::InitFailed {
                 error, request_id, ..
@@ -432,4 +447,50 @@ impl IntoResponse for Lambda {
 /// Serializes a wire type (they always serialize).
 pub(crate) fn json<T: serde::Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(value).expect("wire types serialize"))
+}
+
+#[cfg(test)]
+mod restore_tests {
+    use super::*;
+
+    fn failed(status: Status, error_type: &str, message: &str) -> FrontError {
+        FrontError::InitFailed {
+            function: "snap".into(),
+            error: Box::new(InitError {
+                status,
+                error_type: error_type.into(),
+                message: message.into(),
+                attempts: 1,
+                body: None,
+                restore: true,
+            }),
+            request_id: "req-1".into(),
+        }
+    }
+
+    #[test]
+    fn failed_restores_have_their_own_codes() {
+        let e = Fg(failed(
+            Status::Error,
+            fnbox_engine::snapshot::RESTORE_FAILED,
+            "function restore failed: RuntimeError: no db",
+        ));
+        assert_eq!(e.status_and_code().1, "FSS.4213");
+        assert!(e.0.to_string().contains("restore failed"), "{}", e.0);
+        let t = failed(
+            Status::Timeout,
+            fnbox_engine::snapshot::RESTORE_TIMEOUT,
+            "runtime restore timed out after 1s",
+        );
+        assert_eq!(
+            Fg(failed(Status::Timeout, "x", "y")).status_and_code().1,
+            "FSS.4214"
+        );
+        assert_eq!(Lambda(t).error_type(), Some("SnapStartTimeoutException"));
+        assert_eq!(
+            Lambda(failed(Status::Error, "Runtime.AfterRestoreError", "x")).error_type(),
+            None,
+            "a hook error is a function error"
+        );
+    }
 }
