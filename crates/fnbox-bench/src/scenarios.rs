@@ -532,7 +532,9 @@ fn package(
     std::fs::create_dir_all(&dir)?;
     std::fs::write(
         dir.join("function.yaml"),
-        format!("func_name: {name}\nruntime: Custom\nmemory_size: 128\ntimeout: {timeout}\n"),
+        // Not contained: the listener writes its counts to a host file (a contained extension's
+        // /tmp is its own), and every package of a comparison must run alike.
+        format!("func_name: {name}\nruntime: Custom\nmemory_size: 128\ntimeout: {timeout}\ncontainment: off\n"),
     )?;
     write_exec(&dir.join("bootstrap"), bootstrap)?;
     if let Some((out, args, me)) = listener {

@@ -72,5 +72,20 @@ fn smoke_run_prints_every_row() {
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(json.path()).expect("json written"))
             .expect("valid json");
-    assert_eq!(json["rows"].as_array().map(Vec::len), Some(15), "{json}");
+    assert_eq!(json["rows"].as_array().map(Vec::len), Some(17), "{json}");
+    // The telemetry row really delivered (a listener that cannot write its counts reads 0).
+    let telemetry = json["rows"]
+        .as_array()
+        .and_then(|rows| {
+            rows.iter().find(|r| {
+                r["scenario"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("telemetry:"))
+            })
+        })
+        .expect("telemetry row");
+    assert!(
+        telemetry["data"]["delivered"].as_u64().unwrap_or(0) > 0,
+        "no telemetry delivered: {telemetry}"
+    );
 }
