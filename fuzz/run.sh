@@ -11,11 +11,15 @@ shift || true
 command -v cargo-fuzz >/dev/null || cargo +stable install cargo-fuzz --locked
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list)
-cargo +nightly fuzz build -O
+# Build flags: release with AddressSanitizer by default (the long runs); the CI smoke passes
+# FUZZ_FLAGS="--dev -s none" (no optimisation, no sanitizer: a fraction of the build time; the
+# targets' own checks and Rust's panics still fail the run).
+read -r -a flags <<< "${FUZZ_FLAGS:--O}"
+cargo +nightly fuzz build "${flags[@]}"
 for t in "${targets[@]}"; do
   mkdir -p "corpus-run/$t"
   echo "== fuzz $t (${secs}s)"
-  cargo +nightly fuzz run -O "$t" "corpus-run/$t" "corpus/$t" -- \
+  cargo +nightly fuzz run "${flags[@]}" "$t" "corpus-run/$t" "corpus/$t" -- \
     -max_total_time="$secs" -seed=1 -print_final_stats=1 2>&1 |
     grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done|==[0-9]+==|SUMMARY|thread .* panicked|artifact_prefix|Test unit written)' || true
   # A crash leaves an artifact and a non-zero status: fail the job on it.

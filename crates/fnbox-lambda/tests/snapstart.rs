@@ -77,9 +77,11 @@ struct Setup {
 fn setup(hook: &str, user_data: &[(&str, String)], extensions: &[&str]) -> Setup {
     require_curl();
     let out = tempfile::tempdir().unwrap();
+    // freeze: false: the reports are awaited while the instance idles (a frozen instance's
+    // telemetry waits for its next thaw, as on Lambda; freeze has tests of its own).
     let mut config = format!(
         "func_name: snapstart\ndialect: lambda\nhandler: app.main\nsnap_start: PublishedVersions\n\
-         user_data:\n  OUT: \"{}\"\n  HOOK: \"{hook}\"\n",
+         freeze: false\nuser_data:\n  OUT: \"{}\"\n  HOOK: \"{hook}\"\n",
         out.path().display()
     );
     for (k, v) in user_data {
