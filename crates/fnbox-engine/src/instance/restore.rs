@@ -70,12 +70,20 @@ impl Instance {
         let (template, restoring) = match claim {
             Claim::Restore(t) => (t, true),
             Claim::Build(mut guard) => {
+                // The template runs outside the instance's mount namespace (see
+                // `snapshot::Template`): it sees the code at its host path.
+                let mut template_env = env.clone();
+                for (k, v) in template_env.iter_mut() {
+                    if k == "RUNTIME_CODE_ROOT" {
+                        *v = package.root.display().to_string();
+                    }
+                }
                 let t = Template::build(BuildSpec {
                     engine: &function.engine,
                     program: function.launch.program.clone(),
                     args: function.launch.args.clone(),
                     cwd: package.root.clone(),
-                    env: env.clone(),
+                    env: template_env,
                     netns,
                     sink: self.logs.sink(),
                     memory_name: format!("{}-template", self.api.pod_name),
