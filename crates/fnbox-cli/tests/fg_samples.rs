@@ -4,7 +4,8 @@
 //! function.yaml; the values of each sample's `terraform/function.tf`). The documented log lines
 //! are checked byte for byte apart from ids, times and figures (`fnbox_testkit::fglog`).
 //!
-//! Needs python3, node and curl (`.ci/run` installs them).
+//! Needs python3, node, npm (and the npm registry, for the Koa sample's modules) and curl
+//! (`.ci/run` installs them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -335,4 +336,129 @@ fn a_deploy_zip_without_config_or_flags_says_what_to_give() {
             && stderr.contains("--runtime, --handler, --memory, --timeout, --initializer, --env"),
         "{stderr}"
     );
+}
+
+/// Copies the vendored `otc-nodejs/scratch-http` into `tmp/scratch-http` and installs its npm
+/// dependencies there as the sample's own Makefile builds it (`npm install --install-links`):
+/// inside the package directory, readable by the function's uid, as in its deploy zip.
+fn node_http_sample_with_modules(tmp: &Path) -> PathBuf {
+    let from = samples().join("otc-nodejs/scratch-http");
+    let pkg = tmp.join("scratch-http");
+    std::fs::create_dir_all(pkg.join("src")).unwrap();
+    for f in ["bootstrap", "package.json", "src/index.js"] {
+        std::fs::copy(from.join(f), pkg.join(f)).unwrap();
+    }
+    let out = Command::new("npm")
+        .args([
+            "install",
+            "--install-links",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+        ])
+        .current_dir(&pkg)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("npm is needed to install the Koa sample's modules (apt-get install npm): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "npm install (the sample's koa, @koa/router, koa-bodyparser from the npm registry) \
+         failed:\n{}",
+        text(&out.stderr)
+    );
+    assert!(pkg.join("node_modules/koa/package.json").is_file());
+    pkg
+}
+
+/// The sample's own logger lines for request `id`: `<ISO time> [INFO] [<id>] <request> -
+/// Request received`, then `… - Response: 200`, in that order (the id is the X-Cff-Request-Id
+/// header the platform sends).
+fn check_koa_logger_lines(log: &str, id: &str, request: &str) {
+    let received = format!("Z [INFO] [{id}] {request} - Request received");
+    let answered = format!("Z [INFO] [{id}] {request} - Response: 200");
+    let at = log
+        .find(&received)
+        .unwrap_or_else(|| panic!("no {received:?} in:\n{log}"));
+    assert!(
+        log[at..].contains(&answered),
+        "no {answered:?} after {received:?} in:\n{log}"
+    );
+}
+
+/// opentelekomcloud-community/otc-functiongraph-nodejs-runtime `scratch-http`: an HTTP function
+/// on Koa (`@koa/router`, `koa-bodyparser`), started by its published one-line bootstrap
+/// (mode 0644, no shebang) with the platform's `/opt/function/runtime/nodejs20.15/…/node`, with
+/// its terraform's configuration (runtime http, 512 MB, 30 s, its user_data) and its two test
+/// events (GET and POST `/index`), under `fnbox run` and `fnbox serve`; it answers
+/// "Hello World, user!" with its own request logging.
+#[test]
+fn node_koa_http_sample_serves_through_its_bootstrap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = node_http_sample_with_modules(tmp.path());
+    let get = samples().join("otc-nodejs/events/http_apig_get_index.json");
+    let post = samples().join("otc-nodejs/events/http_apig_post_index.json");
+    let config = [
+        "--runtime",
+        "http",
+        "--memory",
+        "512",
+        "--timeout",
+        "30",
+        "--env",
+        "RUNTIME_LOG_LEVEL=DEBUG",
+        "--env",
+        "REGION=eu-de",
+    ];
+    let get_request = "GET /index?name=John&responseType=application%2Fjson";
+    let post_request = "POST /index?responseType=application%2Fjson";
+    let check_answer = |stdout: &str| {
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON answer");
+        assert_eq!(v["statusCode"], 200, "{v}");
+        assert_eq!(decoded_body(&v), "Hello World, user!", "{v}");
+        assert!(
+            v["headers"]["content-type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{v}"
+        );
+    };
+
+    for (event, request) in [(&get, get_request), (&post, post_request)] {
+        let mut args = vec!["run", pkg.to_str().unwrap()];
+        args.extend(config);
+        args.extend(["--event-file", event.to_str().unwrap()]);
+        let out = fnbox(&args);
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        check_answer(&stdout);
+        let ids = check_documented_lines(&stderr, &[]);
+        assert_eq!(ids.len(), 1, "{stderr}");
+        check_koa_logger_lines(&stderr, &ids[0], request);
+    }
+
+    // fnbox serve: the same answer, and the sample's lines in the X-Cff-Function-Log tail.
+    let mut serve_args = vec![pkg.to_str().unwrap()];
+    serve_args.extend(config);
+    let s = Serve::start(FNBOX, &serve_args);
+    for (event, request) in [(&get, get_request), (&post, post_request)] {
+        let out = fnbox_testkit::serve::invoke(
+            FNBOX,
+            &s.url(),
+            &[
+                "scratch-http",
+                "--event-file",
+                event.to_str().unwrap(),
+                "--log-type",
+                "tail",
+            ],
+        );
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(out.status.success(), "{stderr}");
+        check_answer(&stdout);
+        let ids = check_documented_lines(&stderr, &[]);
+        assert_eq!(ids.len(), 1, "{stderr}");
+        check_koa_logger_lines(&stderr, &ids[0], request);
+    }
+    s.stop();
 }
