@@ -41,6 +41,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{oneshot, watch};
 
+use crate::contain::Sandbox;
 use crate::instance::process::{self, LineSink, ProcessSpec, Role, Supervised};
 use crate::instance::InitError;
 use crate::telemetry::Status;
@@ -390,11 +391,19 @@ impl Template {
             "netns": req.netns.is_some(),
             "request_id": req.request_id,
             "hook": req.hook,
+            "contain": req.sandbox.map(|s| serde_json::json!({
+                "mntns": s.mount_ns_fd().is_some(),
+                "pids_procs": s.pids_procs(),
+                "id": s.id(),
+                "nofile": s.nofile(),
+                "last_cap": s.last_cap(),
+            })),
         });
         let mut bytes = msg.to_string().into_bytes();
         bytes.push(b'\n');
         let mut fds = vec![out_w.as_raw_fd(), out_w.as_raw_fd()];
         fds.extend(req.netns);
+        fds.extend(req.sandbox.and_then(Sandbox::mount_ns_fd));
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").push_back(tx);
         let sock = writer.as_ref();
@@ -444,6 +453,10 @@ pub(crate) struct ForkRequest<'a> {
     pub request_id: &'a str,
     /// Run the restore hook (not for the first instance, which is part of init).
     pub hook: bool,
+    /// The instance's containment: the child enters its mount namespace, `chdir`s to `cwd`,
+    /// joins its pids group and drops to its uid/gid and limits, as
+    /// [`Sandbox::enter_hook`] and [`Sandbox::restrict_hook`] do for a process fnbox starts.
+    pub sandbox: Option<&'a Sandbox>,
 }
 
 impl Drop for Template {
