@@ -672,11 +672,11 @@ def _libc():
 
 
 def _step(what, fn, *args):
-    """Run one setup step; an OSError names it."""
+    """Run one setup step; its failure names it."""
     try:
         return fn(*args)
-    except OSError as e:
-        raise OSError(e.errno, "%s failed: %s" % (what, e.strerror or e)) from None
+    except Exception as e:
+        raise RuntimeError("%s failed: %s" % (what, getattr(e, "strerror", None) or e)) from None
 
 
 def _check(what, rc, tolerate=()):
@@ -685,7 +685,7 @@ def _check(what, rc, tolerate=()):
         import ctypes
         err = ctypes.get_errno()
         if err not in tolerate:
-            raise OSError(err, "%s failed: %s" % (what, os.strerror(err)))
+            raise RuntimeError("%s failed: %s" % (what, os.strerror(err)))
 
 
 def _template_main(runtime, sock_path):
@@ -838,7 +838,7 @@ def _restored_setup(msg, fds, ctl, wake):
         # Nothing outlives fnbox: the template dies with fnbox, and this child with the template.
         _check("prctl(PR_SET_PDEATHSIG)", libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
         if os.getppid() != template_pid:
-            raise OSError("the snapshot template exited")
+            raise RuntimeError("the snapshot template exited")
 
     pdeathsig()
     os.setpgid(0, 0)
