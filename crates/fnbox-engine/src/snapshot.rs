@@ -19,13 +19,18 @@
 //! the child's pid and later reports each child's wait status (it is the child's parent and
 //! reaps it). The child joins the instance's memory group (its `cgroup.procs`; RSS mode watches
 //! its process group) and network namespace, makes itself a process-group leader, sets
-//! `PR_SET_PDEATHSIG`, takes the instance's environment and runs the restore hook. Ownership:
+//! `PR_SET_PDEATHSIG`, is contained like the instance's own processes (its [`Sandbox`]: mount
+//! namespace fd sent with the others, pids group, limits, uid/gid; the template answers only
+//! once the child reported these steps done, so a failed step is a fork error naming it), takes
+//! the instance's environment and runs the restore hook. Ownership:
 //! the template is fnbox's child (`PR_SET_PDEATHSIG` too, in its own memory group), owned by
 //! the [`crate::Function`]; it is killed when the function is dropped or the engine stops, and
 //! its children die with it (`PR_SET_PDEATHSIG`) or with their instance's memory group.
 //!
 //! # Limitations
-//! Memory pages the template touched stay charged to the template's group (copy-on-write: a
+//! The template is not contained (root, host mount namespace, `RUNTIME_CODE_ROOT` at the host
+//! path): it must keep the privileges to place each fork, so the initializer it runs is not
+//! contained either. Memory pages the template touched stay charged to the template's group (copy-on-write: a
 //! restored instance is charged for what it writes). A coroutine initializer's event-loop thread
 //! does not survive the fork (restored children start a fresh loop).
 
