@@ -19,7 +19,9 @@ Snapshot template mode (``snapshot: true``, FNBOX_TEMPLATE_SOCKET set): the
 process imports the handler and runs the initializer once, reports over the
 control socket, then forks one child per restored instance on request (see
 ``_template_main``); each child joins its instance's memory group and network
-namespace, takes its environment and output pipes, runs the restore hook
+namespace and, when the instance is contained, its mount namespace, pids group,
+uid/gid and limits (as fnbox does for the processes it starts), takes its
+environment and output pipes, runs the restore hook
 (RUNTIME_RESTORE_HOOK_HANDLER) and serves like a normal runtime.
 """
 
@@ -648,7 +650,12 @@ def _on_sigterm(signum, frame):
 
 _template_ctl = None
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
 PR_SET_PDEATHSIG = 1
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 
 def _template_send(msg):
@@ -657,7 +664,28 @@ def _template_send(msg):
 
 def _libc():
     import ctypes
-    return ctypes.CDLL(None, use_errno=True)
+    libc = ctypes.CDLL(None, use_errno=True)
+    # prctl(2) takes unsigned longs after the option; some options insist the unused ones are 0.
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+    return libc
+
+
+def _step(what, fn, *args):
+    """Run one setup step; its failure names it."""
+    try:
+        return fn(*args)
+    except Exception as e:
+        raise RuntimeError("%s failed: %s" % (what, getattr(e, "strerror", None) or e)) from None
+
+
+def _check(what, rc, tolerate=()):
+    """Raise OSError naming the step when a libc call returned non-zero."""
+    if rc != 0:
+        import ctypes
+        err = ctypes.get_errno()
+        if err not in tolerate:
+            raise RuntimeError("%s failed: %s" % (what, os.strerror(err)))
 
 
 def _template_main(runtime, sock_path):
@@ -667,10 +695,15 @@ def _template_main(runtime, sock_path):
     request at a time and waits for its answer):
       template -> fnbox  {"event":"ready"} | {"event":"init_error","body":{...}}
       fnbox -> template  {"op":"fork","env":{...},"cwd":..,"cgroup_procs":..|null,
-                          "netns":bool,"request_id":..,"hook":bool}
-                         with SCM_RIGHTS fds [stdout_w, stderr_w(, netns)]
+                          "netns":bool,"request_id":..,"hook":bool,
+                          "contain":null|{"mntns":bool,"pids_procs":..|null,"id":N|null,
+                                          "nofile":bool,"last_cap":N}}
+                         with SCM_RIGHTS fds [stdout_w, stderr_w(, netns)(, mntns)]
       template -> fnbox  {"event":"forked","pid":N} | {"event":"fork_error","message":..}
                          {"event":"exit","pid":N,"status":<raw wait status>} when a child ends
+    The template answers once the child has joined its groups and namespaces and dropped its
+    privileges (the child reports over a pipe), so a child that cannot be contained is a
+    fork_error naming the step that failed.
     """
     global _template_ctl
     ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -738,35 +771,76 @@ def _template_main(runtime, sock_path):
                 # restores memory as it was, PRNG state included: put it back in the child.
                 rng = sys.modules.get("random")
                 rng_state = rng.getstate() if rng is not None else None
+                status_r, status_w = os.pipe()
                 try:
                     pid = os.fork()
                 except OSError as e:
-                    for fd in given:
+                    for fd in given + [status_r, status_w]:
                         os.close(fd)
                     _template_send({"event": "fork_error", "message": str(e)})
                     continue
                 if pid == 0:
+                    os.close(status_r)
                     if rng_state is not None:
                         rng.setstate(rng_state)
                     try:
-                        _restored_child(runtime, hook, msg, given, ctl, (wake_r, wake_w))
+                        _restored_setup(msg, given, ctl, (wake_r, wake_w))
+                    except BaseException as e:  # never return into the template's loop
+                        try:
+                            os.write(status_w, str(e).encode("utf-8", "replace") or b"error")
+                        except BaseException:
+                            pass
+                        _hard_exit(70)
+                    try:
+                        os.write(status_w, b"ok")
+                        os.close(status_w)
+                        _restored_child(runtime, hook, msg)
                     except BaseException as e:  # never return into the template's loop
                         _eprint("[fnbox-runtime] restore failed: %s: %s" % (type(e).__name__, e))
                     _hard_exit(70)
                 for fd in given:
                     os.close(fd)
-                _template_send({"event": "forked", "pid": pid})
+                os.close(status_w)
+                said = b""
+                while True:
+                    try:
+                        chunk = os.read(status_r, 4096)
+                    except InterruptedError:
+                        continue
+                    if not chunk:
+                        break
+                    said += chunk
+                os.close(status_r)
+                if said == b"ok":
+                    _template_send({"event": "forked", "pid": pid})
+                else:
+                    # The child exits (70); its exit report names a pid fnbox never learnt.
+                    _template_send({"event": "fork_error", "message":
+                                    "the restored process could not be set up: %s"
+                                    % (said.decode("utf-8", "replace")
+                                       or "it exited before reporting")})
 
 
-def _restored_child(runtime, hook, msg, fds, ctl, wake):
-    """In the forked child: become the new instance's runtime process, run the hook, serve."""
-    global USER_DATA, _loop, _loop_started, _template_ctl
+def _join(procs):
+    with open(procs, "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _restored_setup(msg, fds, ctl, wake):
+    """In the forked child: join the instance's groups and namespaces and take its identity and
+    limits, as fnbox does for a process it starts itself (contain.rs, Sandbox)."""
+    global _template_ctl
+    import resource
     template_pid = os.getppid()
     libc = _libc()
-    # Nothing outlives fnbox: the template dies with fnbox, and this child with the template.
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != template_pid:
-        _hard_exit(1)
+
+    def pdeathsig():
+        # Nothing outlives fnbox: the template dies with fnbox, and this child with the template.
+        _check("prctl(PR_SET_PDEATHSIG)", libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0))
+        if os.getppid() != template_pid:
+            raise RuntimeError("the snapshot template exited")
+
+    pdeathsig()
     os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -775,22 +849,49 @@ def _restored_child(runtime, hook, msg, fds, ctl, wake):
     ctl.close()
     _template_ctl = None
     if msg.get("cgroup_procs"):
-        with open(msg["cgroup_procs"], "w") as f:
-            f.write(str(os.getpid()))
-    out_fd, err_fd = fds[0], fds[1]
-    if msg.get("netns"):
-        if libc.setns(fds[2], CLONE_NEWNET) != 0:
-            import ctypes
-            raise OSError(ctypes.get_errno(), "setns(CLONE_NEWNET) failed")
-        os.close(fds[2])
+        _step("joining the memory group (%s)" % msg["cgroup_procs"], _join, msg["cgroup_procs"])
+    out_fd, err_fd, rest = fds[0], fds[1], list(fds[2:])
+    netns = rest.pop(0) if msg.get("netns") else None
+    contain = msg.get("contain") or {}
+    mntns = rest.pop(0) if contain.get("mntns") else None
+    if netns is not None:
+        _check("setns(CLONE_NEWNET)", libc.setns(netns, CLONE_NEWNET))
+        os.close(netns)
     os.dup2(out_fd, 1)
     os.dup2(err_fd, 2)
     os.close(out_fd)
     os.close(err_fd)
+    # Same steps, same order as Sandbox::enter_hook and Sandbox::restrict_hook.
+    if mntns is not None:
+        _check("setns(CLONE_NEWNS)", libc.setns(mntns, CLONE_NEWNS))
+        os.close(mntns)
+    if msg.get("cwd"):
+        _step("chdir(%s)" % msg["cwd"], os.chdir, msg["cwd"])
+    if contain.get("pids_procs"):
+        _step("joining the pids group (%s)" % contain["pids_procs"], _join, contain["pids_procs"])
+    if contain.get("nofile"):
+        _step("setrlimit(RLIMIT_NOFILE)", resource.setrlimit, resource.RLIMIT_NOFILE, (1024, 1024))
+        _check("prctl(PR_SET_NO_NEW_PRIVS)", libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    uid = contain.get("id")
+    if uid is not None:
+        for cap in range(int(contain.get("last_cap", 63)) + 1):
+            _check("prctl(PR_CAPBSET_DROP, %d)" % cap, libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0),
+                   tolerate=(22,))  # EINVAL: a capability this kernel does not know
+        _check("prctl(PR_CAP_AMBIENT_CLEAR_ALL)",
+               libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), tolerate=(22,))
+        _step("setgroups([])", os.setgroups, [])
+        _step("setgid(%d)" % uid, os.setgid, uid)
+        _step("setuid(%d)" % uid, os.setuid, uid)
+        # A change of credentials clears the parent-death signal: set it again.
+        pdeathsig()
     os.environ.clear()
     os.environ.update(msg["env"])
-    if msg.get("cwd"):
-        os.chdir(msg["cwd"])
+
+
+def _restored_child(runtime, hook, msg):
+    """In the forked child, set up: become the new instance's runtime process, run the hook,
+    serve."""
+    global USER_DATA, _loop, _loop_started
     USER_DATA = _load_user_data()
     if _loop_started:
         # The loop's thread did not survive the fork: coroutine handlers get a fresh loop.

@@ -568,6 +568,27 @@ impl Sandbox {
         self.id
     }
 
+    /// The mount namespace descriptor, when the instance has its own (kept open as long as
+    /// this sandbox lives).
+    pub fn mount_ns_fd(&self) -> Option<RawFd> {
+        self.view.as_ref().map(View::raw_fd)
+    }
+
+    /// The pids group's own `cgroup.procs`, when it has one (cgroup v1).
+    pub fn pids_procs(&self) -> Option<&Path> {
+        self.pids.as_ref().and_then(PidsGroup::procs_path)
+    }
+
+    /// Whether processes get `RLIMIT_NOFILE` [`NOFILE`] and `no_new_privs`.
+    pub fn nofile(&self) -> bool {
+        self.nofile
+    }
+
+    /// The highest capability number dropped from the bounding set.
+    pub fn last_cap(&self) -> i32 {
+        self.last_cap
+    }
+
     /// Step 1 in the child (before the cgroup joins): enter the mount namespace and `chdir` to
     /// `cwd` again (`setns` moved it to the namespace's root; the code directory is visible at
     /// its host path inside, so `/proc/<pid>/cwd` reads the same from outside). Async-signal-safe.

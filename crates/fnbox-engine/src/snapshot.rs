@@ -19,13 +19,18 @@
 //! the child's pid and later reports each child's wait status (it is the child's parent and
 //! reaps it). The child joins the instance's memory group (its `cgroup.procs`; RSS mode watches
 //! its process group) and network namespace, makes itself a process-group leader, sets
-//! `PR_SET_PDEATHSIG`, takes the instance's environment and runs the restore hook. Ownership:
+//! `PR_SET_PDEATHSIG`, is contained like the instance's own processes (its [`Sandbox`]: mount
+//! namespace fd sent with the others, pids group, limits, uid/gid; the template answers only
+//! once the child reported these steps done, so a failed step is a fork error naming it), takes
+//! the instance's environment and runs the restore hook. Ownership:
 //! the template is fnbox's child (`PR_SET_PDEATHSIG` too, in its own memory group), owned by
 //! the [`crate::Function`]; it is killed when the function is dropped or the engine stops, and
 //! its children die with it (`PR_SET_PDEATHSIG`) or with their instance's memory group.
 //!
 //! # Limitations
-//! Memory pages the template touched stay charged to the template's group (copy-on-write: a
+//! The template is not contained (root, host mount namespace, `RUNTIME_CODE_ROOT` at the host
+//! path): it must keep the privileges to place each fork, so the initializer it runs is not
+//! contained either. Memory pages the template touched stay charged to the template's group (copy-on-write: a
 //! restored instance is charged for what it writes). A coroutine initializer's event-loop thread
 //! does not survive the fork (restored children start a fresh loop).
 
@@ -41,6 +46,7 @@ use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{oneshot, watch};
 
+use crate::contain::Sandbox;
 use crate::instance::process::{self, LineSink, ProcessSpec, Role, Supervised};
 use crate::instance::InitError;
 use crate::telemetry::Status;
@@ -390,11 +396,19 @@ impl Template {
             "netns": req.netns.is_some(),
             "request_id": req.request_id,
             "hook": req.hook,
+            "contain": req.sandbox.map(|s| serde_json::json!({
+                "mntns": s.mount_ns_fd().is_some(),
+                "pids_procs": s.pids_procs(),
+                "id": s.id(),
+                "nofile": s.nofile(),
+                "last_cap": s.last_cap(),
+            })),
         });
         let mut bytes = msg.to_string().into_bytes();
         bytes.push(b'\n');
         let mut fds = vec![out_w.as_raw_fd(), out_w.as_raw_fd()];
         fds.extend(req.netns);
+        fds.extend(req.sandbox.and_then(Sandbox::mount_ns_fd));
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("pending lock").push_back(tx);
         let sock = writer.as_ref();
@@ -444,6 +458,10 @@ pub(crate) struct ForkRequest<'a> {
     pub request_id: &'a str,
     /// Run the restore hook (not for the first instance, which is part of init).
     pub hook: bool,
+    /// The instance's containment: the child enters its mount namespace, `chdir`s to `cwd`,
+    /// joins its pids group and drops to its uid/gid and limits, as
+    /// [`Sandbox::enter_hook`] and [`Sandbox::restrict_hook`] do for a process fnbox starts.
+    pub sandbox: Option<&'a Sandbox>,
 }
 
 impl Drop for Template {

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use fnbox_engine::contain::{Containment, Mode};
 use fnbox_engine::snapshot::{RestoreMode, RESTORE_FAILED, RESTORE_TIMEOUT};
 use fnbox_engine::telemetry::{Event, Phase, Status};
 use fnbox_engine::{
@@ -489,4 +490,155 @@ async fn an_extension_sees_one_init_and_two_restores_for_a_pool_growing_to_three
         assert_eq!(metrics["memorySize"], 128);
     }
     assert_eq!((inits, restores), (1, 2));
+}
+
+/// What a contained function checks, answered as one JSON object.
+const CONTAINED_CODE: &str = r#"
+import os, resource
+
+INIT_UID = None
+
+def init(context):
+    global INIT_UID
+    INIT_UID = os.getuid()
+
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return "denied: %s" % e.strerror
+
+def handler(event, context):
+    marker = "/tmp/" + event["marker"]
+    def write_tmp():
+        with open(marker, "w") as f:
+            f.write("restored")
+    def read_shadow():
+        with open("/etc/shadow") as f:
+            f.read()
+    def write_code():
+        open(os.path.join(os.environ["RUNTIME_CODE_ROOT"], "new"), "w").close()
+    def write_cwd():
+        open(os.path.join(os.getcwd(), "new"), "w").close()
+    with open("/proc/self/status") as f:
+        status = dict(l.split(":", 1) for l in f if ":" in l)
+    return {
+        "uid": os.getuid(), "gid": os.getgid(), "groups": os.getgroups(), "init_uid": INIT_UID,
+        "shadow": attempt(read_shadow),
+        "tmp_write": attempt(write_tmp), "tmp_seen": os.path.exists(marker),
+        "code_root": os.environ["RUNTIME_CODE_ROOT"],
+        "code_listing": sorted(os.listdir(os.environ["RUNTIME_CODE_ROOT"])),
+        "code_write": attempt(write_code), "cwd_write": attempt(write_cwd),
+        "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(),
+        "no_new_privs": status["NoNewPrivs"].strip(),
+        "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+        "user": os.environ.get("MARK"),
+    }
+"#;
+
+#[tokio::test]
+async fn restored_instances_are_contained_like_spawned_ones() {
+    assert!(
+        std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
+        "containment needs root (uid changes, mount namespaces): run the tests as root, as CI does"
+    );
+    let pkg = FixturePackage::empty(
+        "func_name: snapcontain\nruntime: Python3.9\nhandler: index.handler\n\
+         initializer_handler: index.init\nsnapshot: true\nmemory_size: 128\n\
+         user_data:\n  MARK: \"contained\"\n",
+    );
+    pkg.write("index.py", CONTAINED_CODE);
+    let package = Arc::new(fnbox_package::load(pkg.path()).expect("fixture package loads"));
+    let mut config = EngineConfig::new(MemoryController::detect());
+    let (containment, line) = Containment::detect(None, &config.memory);
+    assert_eq!(containment.mode(), &Mode::On, "{line}");
+    config.containment = containment;
+    // As `fnbox` does when contained: only the PATH the function's uid can use (not root's
+    // ~/.pyenv, whose standard library the instance's view does not show).
+    config.host_path = std::env::var("PATH")
+        .ok()
+        .map(|p| fnbox_engine::contain::reachable_path(&p));
+    let function = Function::new(
+        Engine::new(config),
+        package,
+        Arc::new(fnbox_fg::FunctionGraph),
+    )
+    .expect("python3 on PATH (apt-get install python3)");
+    assert_eq!(function.restore_mode(), Some(RestoreMode::Fork));
+    let a = function.start_instance(None).await.expect("init");
+    let b = function.start_instance(None).await.expect("restore");
+    let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let ns_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_ne!(ns_of(a.runtime_pid()), own_ns, "the first fork's own view");
+    assert_ne!(
+        ns_of(b.runtime_pid()),
+        own_ns,
+        "the restored fork's own view"
+    );
+    assert_ne!(
+        ns_of(a.runtime_pid()),
+        ns_of(b.runtime_pid()),
+        "one view per instance"
+    );
+    let template = function
+        .snapshot()
+        .and_then(|s| s.template_pid())
+        .expect("template");
+    assert_eq!(
+        ns_of(template),
+        own_ns,
+        "the template is not contained (it runs the initializer and places the forks)"
+    );
+
+    for (name, inst) in [("first", &a), ("restored", &b)] {
+        let marker = format!("fnbox-forkcontain-{}-{name}", std::process::id());
+        let host_marker = std::path::Path::new("/tmp").join(&marker);
+        let _ = std::fs::remove_file(&host_marker);
+        let r = ok_json(&call(inst, &format!(r#"{{"marker": "{marker}"}}"#)).await);
+        assert_eq!(r["uid"], 1003, "{name}: {r}");
+        assert_eq!(r["gid"], 1003, "{name}: {r}");
+        assert_eq!(r["groups"], serde_json::json!([]), "{name}: {r}");
+        assert_eq!(
+            r["init_uid"], 0,
+            "{name}: the initializer ran in the template: {r}"
+        );
+        assert!(
+            r["shadow"].as_str().unwrap().starts_with("denied"),
+            "{name}: {r}"
+        );
+        assert_eq!(r["tmp_write"], "ok", "{name}: {r}");
+        assert_eq!(r["tmp_seen"], true, "{name}: {r}");
+        assert!(
+            !host_marker.exists(),
+            "{name}: /tmp is private: {} must not be on the host",
+            host_marker.display()
+        );
+        assert_eq!(r["code_root"], "/opt/function/code", "{name}: {r}");
+        assert_eq!(
+            r["code_listing"],
+            serde_json::json!(["function.yaml", "index.py"]),
+            "{name}: {r}"
+        );
+        assert!(
+            r["code_write"].as_str().unwrap().starts_with("denied"),
+            "{name}: the code is read-only: {r}"
+        );
+        assert!(
+            r["cwd_write"].as_str().unwrap().starts_with("denied"),
+            "{name}: the code is read-only at its host path too: {r}"
+        );
+        assert_eq!(r["cap_eff"], "0000000000000000", "{name}: {r}");
+        assert_eq!(r["cap_bnd"], "0000000000000000", "{name}: {r}");
+        assert_eq!(r["no_new_privs"], "1", "{name}: {r}");
+        assert_eq!(r["nofile"], serde_json::json!([1024, 1024]), "{name}: {r}");
+        assert_eq!(
+            r["user"], "contained",
+            "{name}: the instance's environment: {r}"
+        );
+    }
+    assert!(!pkg.path().join("new").exists());
+    for i in [a, b] {
+        i.shutdown().await;
+    }
 }

@@ -158,6 +158,14 @@ impl PidsGroup {
         self.max
     }
 
+    /// The group's own `cgroup.procs` (v1; `None` on v2, where the memory group carries the
+    /// limit): for a process fnbox does not start itself, which joins by writing its pid there.
+    pub fn procs_path(&self) -> Option<&Path> {
+        self.own
+            .as_ref()
+            .map(|(_, procs)| Path::new(std::ffi::OsStr::from_bytes(procs.as_bytes())))
+    }
+
     /// A `pre_exec` closure that moves the child into the group before `exec` (v1; a no-op on
     /// v2, where the memory group carries the limit). Async-signal-safe like
     /// [`MemoryGroup::pre_exec_hook`].

@@ -104,6 +104,7 @@ impl Instance {
                 netns,
                 request_id: trace_id,
                 hook: restoring,
+                sandbox: self.sandbox.as_deref(),
             })
             .await
             .map_err(|e| InitError::new(Status::Failure, "Runtime.ExitError", e))?;
