@@ -210,10 +210,18 @@ pub fn spawn(
                 enter()?;
             }
             hook()?;
-            match &restrict {
-                Some(restrict) => restrict(),
-                None => Ok(()),
+            if let Some(restrict) = &restrict {
+                restrict()?;
+                // Changing the uid clears the parent-death signal (prctl(2)): set it again,
+                // and catch a parent that died in between.
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+                if nix::unistd::getppid() != parent {
+                    return Err(std::io::Error::other(
+                        "fnbox exited while starting the process",
+                    ));
+                }
             }
+            Ok(())
         });
     }
     let spawned = cmd.spawn();
