@@ -19,19 +19,15 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::put;
 use axum::Router;
-use chrono::Utc;
-use fnbox_engine::http_util::{
-    parse_streams, read_body, stream_name, BodyError, Duplicates, Oversize,
-};
-use fnbox_engine::telemetry::{Event, Stream, SubscriptionRequest};
+use fnbox_engine::http_util::{parse_streams, stream_name, Duplicates};
+use fnbox_engine::telemetry::{Stream, SubscriptionRequest};
 use fnbox_engine::InstanceApi;
 use fnbox_telemetry::{Buffering, SubscriberConfig};
 use fnbox_wire::lambda::{paths, SubscribeRequest};
-use fnbox_wire::limits::CONTROL_BODY_MAX;
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 
 use super::error::ApiError;
 use super::extension::identify;
@@ -141,12 +137,7 @@ async fn subscribe(
     body: Body,
 ) -> Result<Response, ApiError> {
     let reg = identify(&api, &headers)?;
-    let body = read_body(body, &headers, CONTROL_BODY_MAX, Oversize::ReadToLimit)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge { .. } => invalid("subscription body too large"),
-            BodyError::Read(_) => invalid(e.to_string()),
-        })?;
+    let body = super::subscription_body(&headers, body, |m| invalid(m)).await?;
     let parsed = parse(&body)?;
     let encoder = Arc::new(LogsEncoder::new(parsed.schema, api.package.config.timeout));
     let outcome = api.bus.subscribe(SubscriptionRequest {
@@ -156,23 +147,13 @@ async fn subscribe(
         drop_notice: Arc::new(logs::dropped),
     });
     tracing::debug!(pod = %api.pod_name, extension = %reg.name, ?outcome, schema = ?parsed.schema, "logs subscription");
-    api.bus.publish(Event::Subscription {
-        time: Utc::now(),
-        name: reg.name,
-        state: "Subscribed".into(),
-        types: parsed.types,
-    });
-    Ok((
-        StatusCode::OK,
-        [(http::header::CONTENT_TYPE, "application/json")],
-        "\"OK\"",
-    )
-        .into_response())
+    Ok(super::subscribed(&api, reg.name, parsed.types))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
     use std::time::Duration;
 
     fn err(body: &str) -> String {

@@ -36,3 +36,48 @@ pub(crate) fn accepted() -> (StatusCode, [(http::HeaderName, &'static str); 1], 
         body,
     )
 }
+
+/// The body of a Telemetry or Logs API subscription (at most `CONTROL_BODY_MAX`); a body too
+/// large or unreadable is the API's own validation error (`invalid`).
+pub(crate) async fn subscription_body(
+    headers: &http::HeaderMap,
+    body: axum::body::Body,
+    invalid: fn(String) -> error::ApiError,
+) -> Result<bytes::Bytes, error::ApiError> {
+    use fnbox_engine::http_util::{read_body, BodyError, Oversize};
+    read_body(
+        body,
+        headers,
+        fnbox_wire::limits::CONTROL_BODY_MAX,
+        Oversize::ReadToLimit,
+    )
+    .await
+    .map_err(|e| match e {
+        BodyError::TooLarge { .. } => invalid("subscription body too large".into()),
+        BodyError::Read(_) => invalid(e.to_string()),
+    })
+}
+
+/// What both subscription APIs do once the bus holds the subscriber: announce it to the
+/// extension's streams (`platform.telemetrySubscription` / `platform.logsSubscription`) and
+/// answer `200 "OK"`.
+pub(crate) fn subscribed(
+    api: &InstanceApi,
+    name: String,
+    types: Vec<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    api.bus
+        .publish(fnbox_engine::telemetry::Event::Subscription {
+            time: chrono::Utc::now(),
+            name,
+            state: "Subscribed".into(),
+            types,
+        });
+    (
+        StatusCode::OK,
+        [(http::header::CONTENT_TYPE, "application/json")],
+        "\"OK\"",
+    )
+        .into_response()
+}
