@@ -137,7 +137,7 @@ async fn subscribe(
     body: Body,
 ) -> Result<Response, ApiError> {
     let reg = identify(&api, &headers)?;
-    let body = super::subscription_body(&headers, body, |m| invalid(m)).await?;
+    let body = super::subscription_body(&headers, body, invalid).await?;
     let parsed = parse(&body)?;
     let encoder = Arc::new(LogsEncoder::new(parsed.schema, api.package.config.timeout));
     let outcome = api.bus.subscribe(SubscriptionRequest {

@@ -155,7 +155,7 @@ async fn subscribe(
     body: Body,
 ) -> Result<Response, ApiError> {
     let reg = identify(&api, &headers)?;
-    let body = super::subscription_body(&headers, body, |m| invalid(m)).await?;
+    let body = super::subscription_body(&headers, body, invalid).await?;
     let parsed = parse(&body)?;
     let encoder = Arc::new(Encoder::new(parsed.schema, EncoderContext::of(&api)));
     let outcome = api.bus.subscribe(SubscriptionRequest {
