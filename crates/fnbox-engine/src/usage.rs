@@ -28,16 +28,17 @@ pub(crate) struct UsageBaseline {
 
 impl UsageBaseline {
     pub(crate) fn now(memory: &MemoryGroup) -> Self {
-        UsageBaseline {
-            cpu: memory.cpu_time(),
-            written: memory.written_bytes(),
-        }
+        let (cpu, written) = memory.usage();
+        UsageBaseline { cpu, written }
     }
 
     /// `metrics` with the CPU and storage used since the baseline.
     pub(crate) fn apply(&self, memory: &MemoryGroup, metrics: ReportMetrics) -> ReportMetrics {
-        let cpu = memory.cpu_time().saturating_sub(self.cpu);
-        let written = memory.written_bytes().saturating_sub(self.written);
+        let (cpu, written) = memory.usage();
+        let (cpu, written) = (
+            cpu.saturating_sub(self.cpu),
+            written.saturating_sub(self.written),
+        );
         metrics.with_usage(cpu, written)
     }
 }

@@ -380,6 +380,13 @@ impl MemoryGroup {
         charged::written_bytes(&self.pids())
     }
 
+    /// [`MemoryGroup::cpu_time`] and [`MemoryGroup::written_bytes`] from one listing of the
+    /// group's processes (both are read at every invocation's start and answer).
+    pub fn usage(&self) -> (std::time::Duration, u64) {
+        let pids = self.pids();
+        (charged::cpu_time(&pids), charged::written_bytes(&pids))
+    }
+
     fn pids(&self) -> Vec<i32> {
         match &self.backend {
             Backend::Cgroup(g) => g.pids(),
