@@ -109,6 +109,13 @@ pub trait Dialect: Send + Sync + 'static {
         false
     }
 
+    /// Whether invocations measure `cpu used` and `storage used` (FunctionGraph prints them in
+    /// its `Finish invoke request` line). Lambda reports neither, so its invocations skip those
+    /// readings of the instance's processes (two passes over `/proc` per invocation).
+    fn reports_usage(&self) -> bool {
+        false
+    }
+
     /// The order of an instance's shutdown ([`ShutdownOrder`]).
     fn shutdown_order(&self) -> ShutdownOrder {
         ShutdownOrder::ExtensionsNotifiedFirst

@@ -15,30 +15,51 @@
 
 use std::time::Duration;
 
-use fnbox_limits::MemoryGroup;
+use fnbox_limits::{MemoryGroup, Usage};
 
 use crate::telemetry::ReportMetrics;
 
-/// The instance's counters at an invocation's start.
+/// What an invocation read of its instance at its start: the usage figures' baseline when the
+/// dialect reports them ([`crate::Dialect::reports_usage`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct UsageBaseline {
-    cpu: Duration,
-    written: u64,
-}
+pub(crate) struct UsageBaseline(Option<Usage>);
 
 impl UsageBaseline {
-    pub(crate) fn now(memory: &MemoryGroup) -> Self {
-        let (cpu, written) = memory.usage();
-        UsageBaseline { cpu, written }
+    /// At an invocation's start: restarts the memory peak when `reset_peak` (one invocation at
+    /// a time) and takes the usage baseline when `usage`, in one pass over the processes.
+    pub(crate) fn begin(memory: &MemoryGroup, reset_peak: bool, usage: bool) -> Self {
+        UsageBaseline(match (reset_peak, usage) {
+            (true, true) => Some(memory.reset_peak_with_usage()),
+            (true, false) => {
+                memory.reset_peak();
+                None
+            }
+            (false, true) => Some(memory.usage()),
+            (false, false) => None,
+        })
     }
 
-    /// `metrics` with the CPU and storage used since the baseline.
-    pub(crate) fn apply(&self, memory: &MemoryGroup, metrics: ReportMetrics) -> ReportMetrics {
-        let (cpu, written) = memory.usage();
-        let (cpu, written) = (
-            cpu.saturating_sub(self.cpu),
-            written.saturating_sub(self.written),
-        );
-        metrics.with_usage(cpu, written)
+    /// The memory peak and the report's figures as of now (`elapsed` since the start), with
+    /// the CPU and storage used since the baseline when there is one.
+    pub(crate) fn metrics(
+        &self,
+        memory: &MemoryGroup,
+        elapsed: Duration,
+        memory_size_mb: u32,
+    ) -> (u64, ReportMetrics) {
+        match self.0 {
+            Some(base) => {
+                let (peak, now) = memory.peak_with_usage();
+                let metrics = ReportMetrics::new(elapsed, peak, memory_size_mb).with_usage(
+                    now.cpu.saturating_sub(base.cpu),
+                    now.written.saturating_sub(base.written),
+                );
+                (peak, metrics)
+            }
+            None => {
+                let peak = memory.peak_bytes();
+                (peak, ReportMetrics::new(elapsed, peak, memory_size_mb))
+            }
+        }
     }
 }

@@ -27,6 +27,11 @@ impl Dialect for FunctionGraph {
         "functiongraph"
     }
 
+    /// `cpu used` and `storage used` are in every `Finish invoke request` line.
+    fn reports_usage(&self) -> bool {
+        true
+    }
+
     /// Built-in runtimes as the engine resolves them; a `bootstrap` (custom runtimes and HTTP
     /// functions) is run as the platform runs it, `/bin/bash bootstrap` in the code directory
     /// (openYuanrong's launcher, functiongraph-facts §4.1), so bash scripts without a shebang or

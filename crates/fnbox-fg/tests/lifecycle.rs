@@ -35,6 +35,40 @@ const ECHO: &str = r#"
 while next; do respond "$REQUEST_ID" "{\"echo\":$BODY,\"pid\":$$}"; done
 "#;
 
+/// `cpu used` (the Finish line's `…U`) counts what the instance's processes ran during the
+/// invocation: the runtime's own loop and a child it reaped, at every invocation of the same
+/// instance (its `/proc` files are kept open between readings), and not the idle time before.
+#[tokio::test]
+async fn cpu_used_counts_the_invocations_own_and_reaped_childrens_cpu() {
+    const BUSY: &str = r#"
+burn() { local i; for ((i = 0; i < 150000; i++)); do :; done; }
+while next; do
+  case "$BODY" in
+    *child*) out=$(burn; echo child) ;;
+    *own*) burn; out=own ;;
+    *) out=idle ;;
+  esac
+  respond "$REQUEST_ID" "\"$out\""
+done
+"#;
+    let pkg = FixturePackage::bash("func_name: busy\n", BUSY);
+    let f = function(&pkg);
+    let inst = f.start_instance(None).await.expect("init");
+    for body in ["\"own\"", "\"child\"", "\"own\""] {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let out = inst.invoke(InvokeRequest::sync(body)).await.unwrap();
+        let m = out.metrics;
+        // Busy the whole time: close to one core, less when the machine is shared.
+        assert!(
+            m.cpu_used > 0.2 && m.cpu_used < 2.5,
+            "{body}: cpu used {} over {} ms",
+            m.cpu_used,
+            m.duration_ms
+        );
+    }
+    inst.shutdown().await;
+}
+
 #[tokio::test]
 async fn n_invocations_in_one_instance() {
     let pkg = FixturePackage::bash("func_name: echo\n", ECHO);

@@ -713,6 +713,17 @@ impl CgroupGroup {
 
     pub(crate) fn reset_peak(&self) {
         self.charged.reset();
+        self.reset_kernel_peak();
+    }
+
+    /// [`CgroupGroup::reset_peak`] with the usage figures of the same pass.
+    pub(crate) fn reset_peak_with_usage(&self) -> crate::Usage {
+        let usage = self.charged.reset_with_usage();
+        self.reset_kernel_peak();
+        usage
+    }
+
+    fn reset_kernel_peak(&self) {
         let res = match &self.peak {
             PeakSource::V1(f) => f
                 .write_at(b"0", 0)
@@ -733,16 +744,21 @@ impl CgroupGroup {
         }
     }
 
+    /// [`CgroupGroup::peak_bytes`] with the usage figures of the same pass.
+    pub(crate) fn peak_with_usage(&self) -> (u64, crate::Usage) {
+        let (peak, usage) = self.charged.peak_with_usage();
+        (peak.min(self.limit), usage)
+    }
+
+    pub(crate) fn charged(&self) -> &ChargedSampler {
+        &self.charged
+    }
+
     /// memoryUsed's peak: the group's processes' resident sets (see `charged.rs`), at most the
     /// limit: file pages the host had cached are not charged to the group here, so the sum can
     /// pass a limit that a pod, charged for them, would have been held to.
     pub(crate) fn peak_bytes(&self) -> u64 {
         self.charged.peak().min(self.limit)
-    }
-
-    /// The pids in the group now.
-    pub(crate) fn pids(&self) -> Vec<i32> {
-        crate::charged::cgroup_pids(&self.dir.join("cgroup.procs"))
     }
 
     /// The kernel's peak charge of the group (depends on the host's page cache).

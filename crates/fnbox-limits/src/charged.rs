@@ -16,19 +16,15 @@
 //! In the cgroup modes the processes are `cgroup.procs`; the peak is the maximum of samples
 //! taken by the controller's shared sampler thread every 10 ms, at each reset and at each read.
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use crate::sampler::{page_size, ProcScan, SampleTarget};
-
-/// Pids listed in a `cgroup.procs` file (empty when it cannot be read).
-pub(crate) fn cgroup_pids(procs: &Path) -> Vec<i32> {
-    std::fs::read_to_string(procs)
-        .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
 
 /// Pids of every process whose process group is in `pgids` (RSS mode).
 pub(crate) fn pids_in_pgroups(pgids: &HashSet<i32>) -> Vec<i32> {
@@ -44,14 +40,6 @@ pub(crate) fn pids_in_pgroups(pgids: &HashSet<i32>) -> Vec<i32> {
                 .is_some_and(|s| pgids.contains(&s.pgrp))
         })
         .collect()
-}
-
-/// Resident bytes of one process (`statm` field 2 × page size); 0 when it is gone.
-pub(crate) fn resident_bytes(pid: i32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|t| parse_statm_resident(&t))
-        .map_or(0, |pages| pages * page_size())
 }
 
 /// Field 2 of `/proc/<pid>/statm`.
@@ -112,6 +100,15 @@ pub(crate) fn parse_write_bytes(text: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// [`Usage`] of the given processes, each file opened and read once (RSS mode; the cgroup
+/// modes keep their files open, see [`GroupFiles`]).
+pub(crate) fn usage_of(pids: &[i32]) -> Usage {
+    Usage {
+        cpu: cpu_time(pids),
+        written: written_bytes(pids),
+    }
+}
+
 /// Summed `write_bytes` of the given processes.
 pub(crate) fn written_bytes(pids: &[i32]) -> u64 {
     pids.iter()
@@ -120,10 +117,211 @@ pub(crate) fn written_bytes(pids: &[i32]) -> u64 {
         .sum()
 }
 
+/// CPU time and disk writes of a group's processes at one moment; the difference of two is
+/// what an invocation used (see the module documentation for what is and is not counted).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Every thread's time on a CPU plus what reaped children used.
+    pub cpu: Duration,
+    /// `write_bytes` of `/proc/<pid>/io`, summed.
+    pub written: u64,
+}
+
+/// One pass over a group's processes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Reading {
+    pub resident: u64,
+    pub usage: Usage,
+}
+
+/// The `/proc` files of one process, kept open between readings.
+///
+/// Every invocation reads its instance's processes at its start and at its answer (memoryUsed's
+/// peak, FunctionGraph's `cpu used` / `storage used`): opening, reading and closing four or more
+/// files per process each time cost ≈ 0.1 ms on the caller's path. An open procfs
+/// file is re-read with one positioned `read` (they are `seq_file`s, generated anew at offset
+/// 0). The files stay bound to the process they were opened for: once it is gone a read fails
+/// (`ESRCH`) and the entry is dropped, so a reused pid is opened afresh.
+#[derive(Debug)]
+struct PidFiles {
+    statm: File,
+    usage: Option<UsageFiles>,
+}
+
+#[derive(Debug)]
+struct UsageFiles {
+    stat: File,
+    io: Option<File>,
+    /// One `schedstat` per thread, listed when the thread count in `stat` changes or a
+    /// thread's file stops answering.
+    threads: Vec<File>,
+}
+
+/// Positioned read of a whole small procfs file into `buf`; `None` when it fails or is empty
+/// (the process is gone).
+fn pread<'b>(f: &File, buf: &'b mut [u8]) -> Option<&'b str> {
+    match f.read_at(buf, 0) {
+        Ok(n) if n > 0 => std::str::from_utf8(&buf[..n]).ok(),
+        _ => None,
+    }
+}
+
+/// Field 20 of `/proc/<pid>/stat`: the number of threads.
+pub(crate) fn parse_num_threads(text: &str) -> Option<usize> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(17)?.parse().ok()
+}
+
+fn clock_ticks_per_second() -> u64 {
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        // SAFETY: sysconf(3) takes no pointers and only reads a configuration value; a failure
+        // is the -1 handled below.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        if hz > 0 {
+            hz as u64
+        } else {
+            100
+        }
+    })
+}
+
+fn list_thread_files(pid: i32) -> Vec<File> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .flatten()
+                .filter_map(|t| File::open(t.path().join("schedstat")).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl PidFiles {
+    fn open(pid: i32) -> Option<PidFiles> {
+        Some(PidFiles {
+            statm: File::open(format!("/proc/{pid}/statm")).ok()?,
+            usage: None,
+        })
+    }
+
+    /// Resident bytes, and the usage figures when asked; `None` once the process is gone.
+    fn read(&mut self, pid: i32, with_usage: bool) -> Option<Reading> {
+        let mut buf = [0u8; 1024];
+        let pages = parse_statm_resident(pread(&self.statm, &mut buf)?)?;
+        let mut reading = Reading {
+            resident: pages * page_size(),
+            usage: Usage::default(),
+        };
+        if with_usage {
+            if self.usage.is_none() {
+                self.usage = Some(UsageFiles {
+                    stat: File::open(format!("/proc/{pid}/stat")).ok()?,
+                    io: File::open(format!("/proc/{pid}/io")).ok(),
+                    threads: Vec::new(),
+                });
+            }
+            let files = self.usage.as_mut()?;
+            let stat = pread(&files.stat, &mut buf)?;
+            let reaped = parse_reaped_ticks(stat).unwrap_or(0);
+            let threads = parse_num_threads(stat).unwrap_or(0);
+            let mut ns = reaped.saturating_mul(1_000_000_000) / clock_ticks_per_second();
+            ns += files.threads_ns(pid, threads, &mut buf);
+            reading.usage.cpu = Duration::from_nanos(ns);
+            reading.usage.written = files
+                .io
+                .as_ref()
+                .and_then(|f| pread(f, &mut buf).and_then(parse_write_bytes))
+                .unwrap_or(0);
+        }
+        Some(reading)
+    }
+}
+
+impl UsageFiles {
+    /// The threads' summed `schedstat` time, listing them again when their number changed or
+    /// one of them is gone.
+    fn threads_ns(&mut self, pid: i32, count: usize, buf: &mut [u8]) -> u64 {
+        for attempt in 0..2 {
+            if attempt > 0 || self.threads.len() != count {
+                self.threads = list_thread_files(pid);
+            }
+            let mut ns = 0;
+            let mut all = true;
+            for f in &self.threads {
+                match pread(f, buf).and_then(parse_schedstat_ns) {
+                    Some(n) => ns += n,
+                    None => all = false,
+                }
+            }
+            if all || attempt > 0 {
+                return ns;
+            }
+        }
+        0
+    }
+}
+
+/// The kept-open files of one group's processes (see [`PidFiles`]).
+#[derive(Debug)]
+pub(crate) struct GroupFiles {
+    procs_path: PathBuf,
+    pids: HashMap<i32, PidFiles>,
+}
+
+impl GroupFiles {
+    pub(crate) fn new(procs_path: PathBuf) -> Self {
+        GroupFiles {
+            procs_path,
+            pids: HashMap::new(),
+        }
+    }
+
+    /// The pids in the group now. `cgroup.procs` is opened anew each time: cgroup v1 keeps an
+    /// open file's pid list cached while it is read more often than once a second, so a kept
+    /// file would never see a process join.
+    fn list(&self) -> Vec<i32> {
+        std::fs::read_to_string(&self.procs_path)
+            .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    }
+
+    /// One pass over the group's processes.
+    pub(crate) fn read(&mut self, with_usage: bool) -> Reading {
+        let pids = self.list();
+        self.pids.retain(|pid, _| pids.contains(pid));
+        let mut total = Reading::default();
+        for pid in pids {
+            let mut reading = None;
+            for _ in 0..2 {
+                let files = match self.pids.entry(pid) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => match PidFiles::open(pid) {
+                        Some(f) => e.insert(f),
+                        None => break,
+                    },
+                };
+                reading = files.read(pid, with_usage);
+                if reading.is_some() {
+                    break;
+                }
+                // Gone, or the pid now belongs to a new process: open it afresh once.
+                self.pids.remove(&pid);
+            }
+            if let Some(r) = reading {
+                total.resident += r.resident;
+                total.usage.cpu += r.usage.cpu;
+                total.usage.written += r.usage.written;
+            }
+        }
+        total
+    }
+}
+
 /// The sampled resident-set peak of one cgroup's processes.
 #[derive(Debug)]
 pub(crate) struct ChargedSampler {
-    procs: PathBuf,
+    files: Mutex<GroupFiles>,
     peak: AtomicU64,
     closed: AtomicBool,
 }
@@ -131,28 +329,54 @@ pub(crate) struct ChargedSampler {
 impl ChargedSampler {
     pub(crate) fn new(procs: PathBuf) -> Self {
         ChargedSampler {
-            procs,
+            files: Mutex::new(GroupFiles::new(procs)),
             peak: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         }
     }
 
+    fn read(&self, with_usage: bool) -> Reading {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read(with_usage)
+    }
+
     /// The resident bytes of the group's processes now.
     pub(crate) fn current(&self) -> u64 {
-        cgroup_pids(&self.procs)
-            .into_iter()
-            .map(resident_bytes)
-            .sum()
+        self.read(false).resident
     }
 
     pub(crate) fn reset(&self) {
         self.peak.store(self.current(), Ordering::SeqCst);
     }
 
+    /// [`ChargedSampler::reset`] and the usage figures, from one pass.
+    pub(crate) fn reset_with_usage(&self) -> Usage {
+        let r = self.read(true);
+        self.peak.store(r.resident, Ordering::SeqCst);
+        r.usage
+    }
+
     /// The peak since the last reset, including a sample taken now.
     pub(crate) fn peak(&self) -> u64 {
         let now = self.current();
         self.peak.fetch_max(now, Ordering::SeqCst).max(now)
+    }
+
+    /// [`ChargedSampler::peak`] and the usage figures, from one pass.
+    pub(crate) fn peak_with_usage(&self) -> (u64, Usage) {
+        let r = self.read(true);
+        let peak = self
+            .peak
+            .fetch_max(r.resident, Ordering::SeqCst)
+            .max(r.resident);
+        (peak, r.usage)
+    }
+
+    /// The usage figures now.
+    pub(crate) fn usage(&self) -> Usage {
+        self.read(true).usage
     }
 
     pub(crate) fn close(&self) {
@@ -188,21 +412,67 @@ mod tests {
     }
 
     #[test]
-    fn own_process_is_resident_and_has_cpu_time() {
+    fn kept_open_files_follow_the_processes_threads_and_writes() {
         let me = std::process::id() as i32;
-        assert!(resident_bytes(me) > 0);
-        let before = cpu_time(&[me]);
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        // Any file listing pids stands in for `cgroup.procs`; -5 is never a pid.
+        let procs = dir.path().join("cgroup.procs");
+        std::fs::write(&procs, format!("{me}\n-5\n")).unwrap();
+        let mut files = GroupFiles::new(procs.clone());
+        let first = files.read(true);
+        assert!(first.resident > 0);
+        assert_eq!(files.pids.len(), 1, "the missing pid is skipped");
         let mut x = 0u64;
         for i in 0..5_000_000u64 {
             x = std::hint::black_box(x.wrapping_add(i ^ (x >> 3)));
         }
-        assert!(cpu_time(&[me]) > before, "{x}");
-        assert_eq!(resident_bytes(-5), 0);
-        let before = written_bytes(&[me]);
+        let second = files.read(true);
+        assert!(second.usage.cpu > first.usage.cpu, "{x}");
+        // A new thread's CPU time is counted (the thread count changed: relisted).
+        let (spun, wait) = std::sync::mpsc::channel();
+        let (done, finish) = std::sync::mpsc::channel::<()>();
+        let spin = std::thread::spawn(move || {
+            // 50 ms of this thread's own CPU time, however busy the machine is.
+            let own_cpu = || {
+                let mut t = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                // SAFETY: clock_gettime writes into the timespec passed, which outlives the call.
+                unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+                Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+            };
+            let mut x = 0u64;
+            while own_cpu() < Duration::from_millis(50) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+            spun.send(x).unwrap();
+            finish.recv().ok();
+        });
+        wait.recv().unwrap();
+        let third = files.read(true);
+        let threads = files.pids[&me].usage.as_ref().unwrap().threads.len();
+        assert!(threads >= 2, "{threads}");
+        assert!(
+            third.usage.cpu >= second.usage.cpu + Duration::from_millis(50),
+            "{second:?} → {third:?}"
+        );
+        done.send(()).unwrap();
+        spin.join().unwrap();
         // The crate's directory is disk-backed (tmpfs writes are not counted).
-        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         std::fs::write(dir.path().join("w"), vec![7u8; 64 * 1024]).unwrap();
-        let after = written_bytes(&[me]);
-        assert!(after >= before + 64 * 1024, "{before} → {after}");
+        let fourth = files.read(true);
+        assert!(
+            fourth.usage.written >= third.usage.written + 64 * 1024,
+            "{third:?} → {fourth:?}"
+        );
+        // A process that left the group is forgotten; the other figures stay.
+        std::fs::write(&procs, "").unwrap();
+        assert_eq!(files.read(true).resident, 0);
+        assert!(files.pids.is_empty());
+        assert_eq!(
+            parse_num_threads("1 (a) b) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 7 0"),
+            Some(7)
+        );
     }
 }

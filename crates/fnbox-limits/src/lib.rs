@@ -75,6 +75,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use charged::Usage;
 pub use freezer::{FreezeController, FreezeMode, Freezer};
 
 use cgroup::{CgroupGroup, CgroupSetup};
@@ -366,31 +367,35 @@ impl MemoryGroup {
         }
     }
 
-    /// CPU time used so far by the group's live processes and the children they reaped
-    /// (`utime + stime + cutime + cstime`): the difference of two readings is the CPU an
-    /// invocation used, as long as no process of the group exited unreaped in between.
-    pub fn cpu_time(&self) -> std::time::Duration {
-        charged::cpu_time(&self.pids())
-    }
-
-    /// Bytes the group's live processes wrote to disk-backed files so far (`write_bytes` of
-    /// `/proc/<pid>/io`, counted at `write` time; tmpfs and processes that already exited are
-    /// not included): the difference of two readings is FunctionGraph's `storage used`.
-    pub fn written_bytes(&self) -> u64 {
-        charged::written_bytes(&self.pids())
-    }
-
-    /// [`MemoryGroup::cpu_time`] and [`MemoryGroup::written_bytes`] from one listing of the
-    /// group's processes (both are read at every invocation's start and answer).
-    pub fn usage(&self) -> (std::time::Duration, u64) {
-        let pids = self.pids();
-        (charged::cpu_time(&pids), charged::written_bytes(&pids))
-    }
-
-    fn pids(&self) -> Vec<i32> {
+    /// CPU time and disk writes of the group's live processes so far (see [`Usage`]): the
+    /// difference of two readings is what an invocation used, as long as no process of the
+    /// group exited unreaped in between. Cgroup modes read kept-open `/proc` files (one
+    /// positioned read each); RSS mode lists the watched process groups first.
+    pub fn usage(&self) -> Usage {
         match &self.backend {
-            Backend::Cgroup(g) => g.pids(),
-            Backend::Rss(s) => s.pids(),
+            Backend::Cgroup(g) => g.charged().usage(),
+            Backend::Rss(s) => charged::usage_of(&s.pids()),
+        }
+    }
+
+    /// [`MemoryGroup::reset_peak`] and [`MemoryGroup::usage`] from one pass over the group's
+    /// processes: what an invocation's start reads.
+    pub fn reset_peak_with_usage(&self) -> Usage {
+        match &self.backend {
+            Backend::Cgroup(g) => g.reset_peak_with_usage(),
+            Backend::Rss(s) => {
+                s.reset_peak();
+                self.usage()
+            }
+        }
+    }
+
+    /// [`MemoryGroup::peak_bytes`] and [`MemoryGroup::usage`] from one pass over the group's
+    /// processes: what an invocation's answer reads.
+    pub fn peak_with_usage(&self) -> (u64, Usage) {
+        match &self.backend {
+            Backend::Cgroup(g) => g.peak_with_usage(),
+            Backend::Rss(s) => (s.peak_bytes(), self.usage()),
         }
     }
 

@@ -841,13 +841,12 @@ impl Instance {
         started: Instant,
         usage: &crate::usage::UsageBaseline,
     ) -> Answer {
-        let peak = self.memory.peak_bytes();
-        let metrics = ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb);
+        let (_, metrics) = usage.metrics(&self.memory, started.elapsed(), self.memory_size_mb);
         Answer {
             request_id: req.request_id.clone(),
             result: result.clone(),
             error_type: self.error_type(result),
-            metrics: usage.apply(&self.memory, metrics),
+            metrics,
             log: self.logs.snapshot(&req.request_id),
             init_duration_ms: self.take_cold_init(&req.request_id),
         }
@@ -886,10 +885,11 @@ impl Instance {
             trace_id: req.request_id.clone(),
             trace: Some(trace),
         });
-        if self.concurrency == 1 {
-            self.memory.reset_peak();
-        }
-        let usage = crate::usage::UsageBaseline::now(&self.memory);
+        let usage = crate::usage::UsageBaseline::begin(
+            &self.memory,
+            self.concurrency == 1,
+            self.dialect.reports_usage(),
+        );
         let oom_before = self.memory.oom_kills();
         self.logs.begin(&req.request_id);
 
@@ -1045,13 +1045,9 @@ impl Instance {
             spans,
             produced_bytes,
         });
-        let peak = self.memory.peak_bytes();
+        let (peak, metrics) = usage.metrics(&self.memory, started.elapsed(), self.memory_size_mb);
         self.peak_bytes
             .fetch_max(peak, std::sync::atomic::Ordering::Relaxed);
-        let metrics = usage.apply(
-            &self.memory,
-            ReportMetrics::new(started.elapsed(), peak, self.memory_size_mb),
-        );
         bus.publish(Event::Report {
             phase: Phase::Invoke,
             start: start_wall,
