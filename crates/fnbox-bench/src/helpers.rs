@@ -60,6 +60,99 @@ pub fn baseline_server() -> anyhow::Result<()> {
     })
 }
 
+/// `relay-server`: the least any platform with a runtime API does per invocation, and nothing
+/// more. A caller's request is queued, handed to the next runtime long-poll
+/// (`GET /v1/runtime/invocation/request`, with a request id) and answered with the body the
+/// runtime posts back (`POST …/response/{id}`). No limits, telemetry, pools, deadlines or logs.
+/// Run with the unchanged rust-hello runtimes, it is the floor of fnbox's throughput and warm
+/// rows on this machine: three HTTP exchanges and two processes per invocation. Prints
+/// `listening <addr>` and serves until killed; same runtime flavour as `fnbox serve`.
+pub fn relay_server() -> anyhow::Result<()> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use tokio::sync::{mpsc, oneshot};
+
+    type Pending = Mutex<HashMap<u64, oneshot::Sender<Bytes>>>;
+    struct Relay {
+        queue: mpsc::Sender<(Bytes, oneshot::Sender<Bytes>)>,
+        next: tokio::sync::Mutex<mpsc::Receiver<(Bytes, oneshot::Sender<Bytes>)>>,
+        pending: Pending,
+        ids: AtomicU64,
+    }
+    async fn handle(
+        relay: Arc<Relay>,
+        req: hyper::Request<hyper::body::Incoming>,
+    ) -> anyhow::Result<hyper::Response<Full<Bytes>>> {
+        let path = req.uri().path().to_string();
+        let body = req.into_body().collect().await?.to_bytes();
+        if path == paths::NEXT {
+            let (event, answer) = relay
+                .next
+                .lock()
+                .await
+                .recv()
+                .await
+                .ok_or_else(|| anyhow::anyhow!("relay closed"))?;
+            let id = relay.ids.fetch_add(1, Ordering::Relaxed);
+            relay
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, answer);
+            let mut resp = hyper::Response::new(Full::new(event));
+            resp.headers_mut()
+                .insert(headers::REQUEST_ID, hyper::header::HeaderValue::from(id));
+            return Ok(resp);
+        }
+        if let Some(id) = path.strip_prefix(paths::RESPONSE_PREFIX) {
+            let answer = id.parse().ok().and_then(|id: u64| {
+                relay
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id)
+            });
+            if let Some(answer) = answer {
+                let _ = answer.send(body);
+            }
+            return Ok(hyper::Response::new(Full::default()));
+        }
+        // Anything else is a caller's invocation.
+        let (tx, rx) = oneshot::channel();
+        relay
+            .queue
+            .send((body, tx))
+            .await
+            .map_err(|_| anyhow::anyhow!("relay closed"))?;
+        Ok(hyper::Response::new(Full::new(rx.await?)))
+    }
+
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let (queue, next) = mpsc::channel(1024);
+        let relay = Arc::new(Relay {
+            queue,
+            next: tokio::sync::Mutex::new(next),
+            pending: Mutex::new(HashMap::new()),
+            ids: AtomicU64::new(1),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        println!("listening {}", listener.local_addr()?);
+        std::io::stdout().flush()?;
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            let relay = relay.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| handle(relay.clone(), req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    })
+}
+
 /// Arguments of `listener`.
 #[derive(clap::Args, Debug)]
 pub struct ListenerArgs {

@@ -46,6 +46,9 @@ enum Helper {
     /// A minimal hyper HTTP/1 server on 127.0.0.1:0 (the warm-invoke baseline); prints
     /// `listening <addr>` and serves until killed.
     BaselineServer,
+    /// The least a runtime-API platform does (queue, long-poll hand-off, answer), on
+    /// 127.0.0.1:0: the floor of the throughput rows; prints `listening <addr>`.
+    RelayServer,
     /// A telemetry extension that counts events and writes the counts to --out.
     Listener(helpers::ListenerArgs),
     /// A FunctionGraph custom runtime printing N `[Function]` lines per `{"lines": N}` event.
@@ -137,6 +140,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.helper {
         Some(Helper::BaselineServer) => helpers::baseline_server(),
+        Some(Helper::RelayServer) => helpers::relay_server(),
         Some(Helper::Listener(args)) => helpers::listener(args),
         Some(Helper::EmitRuntime) => helpers::emit_runtime(),
         Some(Helper::Emit { lines }) => helpers::emit(lines),

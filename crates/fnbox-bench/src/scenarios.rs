@@ -178,12 +178,19 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
 
     // Baseline: the minimal hyper server, in its own process like fnbox.
     let (mut b50, mut b99, mut base_tp) = (0.0, 0.0, 0.0);
+    // The relay floor: rust-hello behind the least a runtime-API platform does.
+    let (mut relay50, mut relay_tp) = (0.0, 0.0);
     if o.runs("warm") || o.runs("throughput") {
         let base = BaselineServer::spawn(&bins.me)?;
         let base_uri: Uri = format!("http://{}/", base.addr).parse()?;
         let base_seq = sequential(&client, &base_uri, c.warmup, c.sequential).await?;
         (b50, b99) = p50_p99(&base_seq);
         base_tp = throughput(&client, &base_uri, c.clients, c.throughput_for).await?;
+        drop(base);
+        let relay = Relay::spawn(bins, 2)?;
+        let relay_uri = relay.uri()?;
+        relay50 = p50_p99(&sequential(&client, &relay_uri, c.warmup, c.sequential).await?).0;
+        relay_tp = throughput(&client, &relay_uri, c.clients, c.throughput_for).await?;
     }
 
     // 1. Warm sequential invoke through the front door.
@@ -197,12 +204,21 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
         rows.push(Row {
             scenario: "warm invoke, sequential (p50 / p99)".into(),
             fnbox: format!("{} / {}", ms(f50), ms(f99)),
-            baseline: format!("{} / {} (loopback round trip)", ms(b50), ms(b99)),
-            ratio: format!("{ratio:.2}× (p50)"),
+            baseline: format!(
+                "{} / {} (loopback round trip); relay floor p50 {}",
+                ms(b50),
+                ms(b99),
+                ms(relay50)
+            ),
+            ratio: format!(
+                "{ratio:.2}× (p50); floor {:.2}×, fnbox {:.2}× the floor",
+                relay50 / b50,
+                f50 / relay50
+            ),
             target: "p50 ≤ 4× loopback".into(),
             met: Some(ratio <= 4.0),
             data: json!({"p50_ms": f50, "p99_ms": f99, "baseline_p50_ms": b50,
-                         "baseline_p99_ms": b99, "n": c.sequential}),
+                         "baseline_p99_ms": b99, "relay_p50_ms": relay50, "n": c.sequential}),
         });
     }
 
@@ -229,12 +245,19 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
                 c.clients
             ),
             fnbox: format!("{tp:.0} inv/s"),
-            baseline: format!("{base_tp:.0} req/s (minimal server)"),
-            ratio: format!("{:.2}", tp / base_tp),
+            baseline: format!(
+                "{base_tp:.0} req/s (minimal server); relay floor {relay_tp:.0} inv/s"
+            ),
+            ratio: format!(
+                "{:.2}; floor {:.2}, fnbox {:.2} of the floor",
+                tp / base_tp,
+                relay_tp / base_tp,
+                tp / relay_tp
+            ),
             target: "≥ 0.20 of the minimal server".into(),
             met: Some(tp / base_tp >= 0.20),
-            data: json!({"per_s": tp, "baseline_per_s": base_tp, "clients": c.clients,
-                         "concurrent_num": conc, "max_instances": 2}),
+            data: json!({"per_s": tp, "baseline_per_s": base_tp, "relay_per_s": relay_tp,
+                         "clients": c.clients, "concurrent_num": conc, "max_instances": 2}),
         });
     }
 
@@ -672,14 +695,47 @@ struct BaselineServer {
 
 impl BaselineServer {
     fn spawn(me: &Path) -> anyhow::Result<Self> {
+        Self::spawn_helper(me, "baseline-server")
+    }
+
+    fn spawn_helper(me: &Path, helper: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(me)
-            .arg("baseline-server")
+            .arg(helper)
             .stdout(Stdio::piped())
             .spawn()?;
         let line = wait_for_line(&mut child, "listening ");
         let proc = Proc(child);
         let addr = line?.trim().trim_start_matches("listening ").parse()?;
         Ok(BaselineServer { _proc: proc, addr })
+    }
+}
+
+/// The relay floor (`relay-server`) with `runtimes` rust-hello processes pulling from it.
+struct Relay {
+    _runtimes: Vec<Proc>,
+    server: BaselineServer,
+}
+
+impl Relay {
+    fn spawn(bins: &Bins, runtimes: usize) -> anyhow::Result<Self> {
+        let server = BaselineServer::spawn_helper(&bins.me, "relay-server")?;
+        let runtimes = (0..runtimes)
+            .map(|_| {
+                Command::new(&bins.rust_hello)
+                    .env("RUNTIME_API_ADDR", server.addr.to_string())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .map(Proc)
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Relay {
+            _runtimes: runtimes,
+            server,
+        })
+    }
+
+    fn uri(&self) -> anyhow::Result<Uri> {
+        Ok(format!("http://{}/invoke", self.server.addr).parse()?)
     }
 }
 
