@@ -39,6 +39,28 @@ const HELLO: &[u8] = br#"{"hello":{}}"#;
 /// with a small JSON body. Prints `listening <addr>` and serves until killed. Same runtime
 /// flavour as `fnbox serve` (multi-threaded tokio).
 pub fn baseline_server() -> anyhow::Result<()> {
+    serve_loopback(|| {
+        service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+            let _ = req.into_body().collect().await;
+            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(HELLO))))
+        })
+    })
+}
+
+/// Binds 127.0.0.1:0, prints `listening <addr>` (what the scenarios wait for) and serves every
+/// connection over HTTP/1 with the service `make` builds for it, on a multi-threaded tokio
+/// runtime (the flavour of `fnbox serve`, so both sides of a comparison schedule alike).
+fn serve_loopback<S, E>(make: impl Fn() -> S) -> anyhow::Result<()>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<Full<Bytes>>,
+            Error = E,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -47,11 +69,8 @@ pub fn baseline_server() -> anyhow::Result<()> {
         loop {
             let (stream, _) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
+            let svc = make();
             tokio::spawn(async move {
-                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let _ = req.into_body().collect().await;
-                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(HELLO))))
-                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -127,29 +146,16 @@ pub fn relay_server() -> anyhow::Result<()> {
         Ok(hyper::Response::new(Full::new(rx.await?)))
     }
 
-    let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let (queue, next) = mpsc::channel(1024);
-        let relay = Arc::new(Relay {
-            queue,
-            next: tokio::sync::Mutex::new(next),
-            pending: Mutex::new(HashMap::new()),
-            ids: AtomicU64::new(1),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        println!("listening {}", listener.local_addr()?);
-        std::io::stdout().flush()?;
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let relay = relay.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| handle(relay.clone(), req));
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
+    let (queue, next) = mpsc::channel(1024);
+    let relay = Arc::new(Relay {
+        queue,
+        next: tokio::sync::Mutex::new(next),
+        pending: Mutex::new(HashMap::new()),
+        ids: AtomicU64::new(1),
+    });
+    serve_loopback(move || {
+        let relay = relay.clone();
+        service_fn(move |req| handle(relay.clone(), req))
     })
 }
 
