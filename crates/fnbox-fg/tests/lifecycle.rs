@@ -355,6 +355,10 @@ next
 id=$REQUEST_ID
 respond "not-a-request" '"x"'
 echo "$STATUS" > "$RUNTIME_CODE_ROOT/unknown"
+respond "%FF" '"x"'
+printf '%s\n%s' "$STATUS" "$BODY" > "$RUNTIME_CODE_ROOT/undecodable"
+fail "%C3%28" '{}'
+printf '%s\n%s' "$STATUS" "$BODY" > "$RUNTIME_CODE_ROOT/undecodable-error"
 respond "$id" '"first"'
 respond "$id" '"second"'
 echo "$STATUS" > "$RUNTIME_CODE_ROOT/again"
@@ -371,6 +375,16 @@ sleep 5"#,
             .trim(),
         "404"
     );
+    // An id that does not decode (percent-encoded bytes that are not UTF-8; found by the
+    // instance_api_fg fuzz target) is an unknown id too, answered in the JSON error shape.
+    for file in ["undecodable", "undecodable-error"] {
+        let text = std::fs::read_to_string(pkg.path().join(file)).unwrap();
+        let (status, body) = text.split_once('\n').unwrap();
+        assert_eq!(status, "404", "{file}: {text}");
+        let body: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|e| panic!("{file}: the body is not JSON ({e}): {body:?}"));
+        assert_eq!(body["errorType"], "InvalidRequestID", "{file}: {body}");
+    }
     assert_eq!(
         std::fs::read_to_string(pkg.path().join("again"))
             .unwrap()

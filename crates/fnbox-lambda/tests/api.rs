@@ -158,6 +158,17 @@ async fn next_carries_every_header_and_response_is_accepted_once() {
         &r.body[..],
         b"{\"errorMessage\":\"Invalid request ID\",\"errorType\":\"InvalidRequestID\"}\n"
     );
+    // An id that does not decode (percent-encoded bytes that are not UTF-8; the input the
+    // instance_api_fg fuzz target found for FunctionGraph) is an invalid id, in the same shape.
+    for path in [response_path("%FF"), error_path("%C3%28")] {
+        let r = call(&f.api, post(&path, &[], "x")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            &r.body[..],
+            b"{\"errorMessage\":\"Invalid request ID\",\"errorType\":\"InvalidRequestID\"}\n",
+            "{path}"
+        );
+    }
 
     let r = call(&f.api, post(&response_path(RID), &[], "\"done\"")).await;
     assert_eq!(

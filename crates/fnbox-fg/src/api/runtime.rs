@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -67,23 +68,34 @@ async fn next(State(api): Api) -> Response {
 
 async fn response(
     State(api): Api,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    let id = request_id(id)?;
     complete(&api, &id, &headers, body, RuntimeReply::Response).await
 }
 
 async fn error(
     State(api): Api,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<StatusCode, ApiError> {
+    let id = request_id(id)?;
     complete(&api, &id, &headers, body, |body| {
         RuntimeReply::Error(normalise_error(body))
     })
     .await
+}
+
+/// The `{id}` of a response or error path. One that does not decode (percent-encoded bytes
+/// that are not UTF-8: found by the `instance_api_fg` fuzz target) names no invocation, so it
+/// is answered like any unknown id, in the API's JSON error shape (CONTRACT §4) rather than
+/// with axum's plain-text rejection.
+fn request_id(id: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    id.map(|Path(id)| id)
+        .map_err(|e| ApiError::UnknownRequest(format!("request id: {}", e.body_text())))
 }
 
 /// An error body that is not JSON becomes the platform's error shape, its text the message,

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -112,10 +113,16 @@ fn too_large() -> Bytes {
 
 async fn response(
     State(api): Api,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    // An id that does not decode (percent-encoded bytes that are not UTF-8, as the
+    // `instance_api_fg` fuzz target found for FunctionGraph) names no invocation: "Invalid
+    // request ID", in the API's JSON shape, rather than axum's plain-text rejection.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::InvalidRequestId);
+    };
     if !api.runtime.is_in_flight(&id) {
         return Err(ApiError::InvalidRequestId);
     }
@@ -295,10 +302,16 @@ fn error_document(headers: &HeaderMap, body: Bytes) -> Bytes {
 
 async fn error(
     State(api): Api,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
+    // An id that does not decode (percent-encoded bytes that are not UTF-8, as the
+    // `instance_api_fg` fuzz target found for FunctionGraph) names no invocation: "Invalid
+    // request ID", in the API's JSON shape, rather than axum's plain-text rejection.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::InvalidRequestId);
+    };
     if !api.runtime.is_in_flight(&id) {
         return Err(ApiError::InvalidRequestId);
     }
