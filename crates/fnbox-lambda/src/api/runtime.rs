@@ -111,21 +111,27 @@ fn too_large() -> Bytes {
     )
 }
 
+/// The `{id}` of a response or error path, if it names an invocation in flight. One that does
+/// not decode (percent-encoded bytes that are not UTF-8, as the `instance_api_fg` fuzz target
+/// found for FunctionGraph) names none either: "Invalid request ID" in the API's JSON shape,
+/// rather than axum's plain-text rejection.
+fn in_flight_id(
+    api: &InstanceApi,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    match id {
+        Ok(Path(id)) if api.runtime.is_in_flight(&id) => Ok(id),
+        _ => Err(ApiError::InvalidRequestId),
+    }
+}
+
 async fn response(
     State(api): Api,
     id: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    // An id that does not decode (percent-encoded bytes that are not UTF-8, as the
-    // `instance_api_fg` fuzz target found for FunctionGraph) names no invocation: "Invalid
-    // request ID", in the API's JSON shape, rather than axum's plain-text rejection.
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::InvalidRequestId);
-    };
-    if !api.runtime.is_in_flight(&id) {
-        return Err(ApiError::InvalidRequestId);
-    }
+    let id = in_flight_id(&api, id)?;
     let reply = match header(&headers, h::RESPONSE_MODE) {
         Some(mode) if mode != RESPONSE_MODE_STREAMING => {
             let _ = api.runtime.complete(
@@ -306,15 +312,7 @@ async fn error(
     headers: HeaderMap,
     body: Body,
 ) -> Result<impl IntoResponse, ApiError> {
-    // An id that does not decode (percent-encoded bytes that are not UTF-8, as the
-    // `instance_api_fg` fuzz target found for FunctionGraph) names no invocation: "Invalid
-    // request ID", in the API's JSON shape, rather than axum's plain-text rejection.
-    let Ok(Path(id)) = id else {
-        return Err(ApiError::InvalidRequestId);
-    };
-    if !api.runtime.is_in_flight(&id) {
-        return Err(ApiError::InvalidRequestId);
-    }
+    let id = in_flight_id(&api, id)?;
     let body = match read_reply(body, &headers, RESPONSE_MAX).await {
         Ok((data, _)) => data,
         Err(BodyError::TooLarge { .. }) => {
