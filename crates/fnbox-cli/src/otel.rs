@@ -50,9 +50,9 @@ pub fn function_info(package: &Package, trigger: &'static str) -> FunctionInfo {
 
 /// Both echoes, one after the other.
 pub fn both(a: LineEcho, b: LineEcho) -> LineEcho {
-    Arc::new(move |pod, line| {
-        a(pod, line);
-        b(pod, line);
+    Arc::new(move |pod, lines| {
+        a(pod, lines);
+        b(pod, lines);
     })
 }
 

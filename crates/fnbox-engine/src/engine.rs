@@ -16,8 +16,9 @@ use crate::launch::{Launch, LaunchError};
 use crate::netns::NetworkMode;
 
 /// Receives every output line of every instance, with the instance's pod name (for fnbox's own
-/// log output). Must not block.
-pub type LineEcho = Arc<dyn Fn(&str, &LogLine) + Send + Sync>;
+/// log output), in the batches one pipe read yields (one call per read, not per line: see
+/// [`crate::instance::process::LineSink`]). Must not block.
+pub type LineEcho = Arc<dyn Fn(&str, &[LogLine]) + Send + Sync>;
 
 /// How many fresh instances are tried before an init failure reaches the caller.
 pub const INIT_ATTEMPTS: u32 = 3;

@@ -72,9 +72,11 @@ impl Harness {
         let mut config = EngineConfig::new(MemoryController::detect());
         config.host_path = std::env::var("PATH").ok();
         config.echo = Some(Arc::new(
-            move |_pod: &str, line: &fnbox_engine::instance::process::LogLine| {
-                if *line.role == Role::Runtime {
-                    sink.lock().unwrap().push(line.text.clone());
+            move |_pod: &str, lines: &[fnbox_engine::instance::process::LogLine]| {
+                for line in lines {
+                    if *line.role == Role::Runtime {
+                        sink.lock().unwrap().push(line.text.clone());
+                    }
                 }
             },
         ));

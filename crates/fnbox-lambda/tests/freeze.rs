@@ -80,9 +80,11 @@ async fn probes(freeze_yaml: &str, controller: Option<FreezeController>) -> Vec<
     let lines = Arc::new(Mutex::new(Vec::<String>::new()));
     let seen = lines.clone();
     config.echo = Some(Arc::new(
-        move |_pod: &str, line: &fnbox_engine::instance::process::LogLine| {
-            if line.text.starts_with("PROBE ") {
-                seen.lock().unwrap().push(line.text.clone());
+        move |_pod: &str, lines: &[fnbox_engine::instance::process::LogLine]| {
+            for line in lines {
+                if line.text.starts_with("PROBE ") {
+                    seen.lock().unwrap().push(line.text.clone());
+                }
             }
         },
     ));

@@ -129,22 +129,24 @@ const OUTPUT_CAPACITY: usize = 4096;
 /// a telemetry marker to the exporters (bounded; never blocks), and its receiving side.
 pub fn output_channel() -> (LineEcho, OutputLines) {
     let (tx, rx) = mpsc::channel::<OutputLine>(OUTPUT_CAPACITY);
-    let echo: LineEcho = Arc::new(move |pod: &str, line: &EngineLine| {
-        let marker = match &*line.role {
-            Role::Runtime => "[Function]",
-            Role::Extension(_) => "[Extension]",
-        };
-        // Marked lines already arrive as telemetry events (and cost nothing here: a burst of
-        // them is the telemetry hot path).
-        if !line.text.contains(marker) {
-            let who = match &*line.role {
-                Role::Runtime => "runtime".to_string(),
-                Role::Extension(name) => name.clone(),
+    let echo: LineEcho = Arc::new(move |pod: &str, lines: &[EngineLine]| {
+        for line in lines {
+            let marker = match &*line.role {
+                Role::Runtime => "[Function]",
+                Role::Extension(_) => "[Extension]",
             };
-            let _ = tx.try_send((
-                pod.to_string(),
-                (chrono::Utc::now(), who, line.text.clone()),
-            ));
+            // Marked lines already arrive as telemetry events (and cost nothing here: a burst
+            // of them is the telemetry hot path).
+            if !line.text.contains(marker) {
+                let who = match &*line.role {
+                    Role::Runtime => "runtime".to_string(),
+                    Role::Extension(name) => name.clone(),
+                };
+                let _ = tx.try_send((
+                    pod.to_string(),
+                    (chrono::Utc::now(), who, line.text.clone()),
+                ));
+            }
         }
     });
     (echo, OutputLines(rx))

@@ -25,6 +25,20 @@ struct Capture {
     bytes: usize,
 }
 
+impl Capture {
+    /// Keeps `line`, dropping the oldest lines past [`LOG_KEEP_BYTES`].
+    fn push(&mut self, line: &str) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line.to_string());
+        while self.bytes > LOG_KEEP_BYTES {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.len() + 1,
+                None => break,
+            }
+        }
+    }
+}
+
 /// Per-instance line router.
 pub struct LogRouter {
     bus: Bus,
@@ -56,40 +70,43 @@ impl LogRouter {
     /// The sink handed to process readers.
     pub fn sink(self: &Arc<Self>) -> LineSink {
         let me = self.clone();
-        Arc::new(move |line| me.route(line))
+        Arc::new(move |lines| me.route(lines))
     }
 
-    fn route(&self, line: LogLine) {
+    /// Routes one pipe read's lines: one echo call, one capture lock, then the events (the
+    /// text moves into the event; only captures copy it).
+    fn route(&self, lines: Vec<LogLine>) {
         if let Some(echo) = &self.echo {
-            echo(&self.pod_name, &line);
+            echo(&self.pod_name, &lines);
         }
-        match &*line.role {
-            Role::Runtime => {
-                if self.every_line || line.text.contains(FUNCTION_MARKER) {
-                    self.bus.publish(Event::Function {
-                        time: Utc::now(),
-                        line: line.text.clone(),
-                    });
-                }
-                let mut active = self.active.lock().expect("log capture lock");
-                for cap in active.values_mut() {
-                    cap.bytes += line.text.len() + 1;
-                    cap.lines.push_back(line.text.clone());
-                    while cap.bytes > LOG_KEEP_BYTES {
-                        match cap.lines.pop_front() {
-                            Some(old) => cap.bytes -= old.len() + 1,
-                            None => break,
-                        }
+        {
+            let mut active = self.active.lock().expect("log capture lock");
+            if !active.is_empty() {
+                for line in lines.iter().filter(|l| *l.role == Role::Runtime) {
+                    for cap in active.values_mut() {
+                        cap.push(&line.text);
                     }
                 }
             }
-            Role::Extension(name) => {
-                if self.every_line || line.text.contains(EXTENSION_MARKER) {
-                    self.bus.publish(Event::Extension {
-                        time: Utc::now(),
-                        name: name.clone(),
-                        line: line.text,
-                    });
+        }
+        for line in lines {
+            match &*line.role {
+                Role::Runtime => {
+                    if self.every_line || line.text.contains(FUNCTION_MARKER) {
+                        self.bus.publish(Event::Function {
+                            time: Utc::now(),
+                            line: line.text,
+                        });
+                    }
+                }
+                Role::Extension(name) => {
+                    if self.every_line || line.text.contains(EXTENSION_MARKER) {
+                        self.bus.publish(Event::Extension {
+                            time: Utc::now(),
+                            name: name.clone(),
+                            line: line.text,
+                        });
+                    }
                 }
             }
         }

@@ -47,8 +47,10 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// Receives every output line; must not block.
-pub type LineSink = Arc<dyn Fn(LogLine) + Send + Sync>;
+/// Receives every output line, in order, as the batches one pipe read yields (a function
+/// printing without pause delivers ~1,000 lines a call, so what the sink does once per call,
+/// taking a lock or writing to fnbox's stderr, is not paid per line); must not block.
+pub type LineSink = Arc<dyn Fn(Vec<LogLine>) + Send + Sync>;
 
 /// What to start.
 pub struct ProcessSpec {
@@ -323,39 +325,48 @@ impl Splitter {
         }
     }
 
-    fn emit(&self, bytes: &[u8]) {
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        (self.sink)(LogLine {
-            role: self.role.clone(),
-            // Valid UTF-8 (nearly every line) is checked and copied in one pass.
-            text: match std::str::from_utf8(bytes) {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-            },
-        });
-    }
-
+    /// Cuts `chunk` into lines (joined to what the previous chunk left unfinished) and hands
+    /// them to the sink in one call.
     fn feed(&mut self, mut chunk: &[u8]) {
+        let mut out = Vec::new();
+        let role = &self.role;
+        let mut emit = |bytes: &[u8]| out.push(log_line(role, bytes));
         let mut line = std::mem::take(&mut self.line);
         while let Some(pos) = memchr(b'\n', chunk) {
             if line.is_empty() && pos <= MAX_LINE {
-                self.emit(&chunk[..pos]);
+                emit(&chunk[..pos]);
             } else {
-                append_capped(&mut line, &chunk[..pos], &|b| self.emit(b));
-                self.emit(&line);
+                append_capped(&mut line, &chunk[..pos], &mut emit);
+                emit(&line);
                 line.clear();
             }
             chunk = &chunk[pos + 1..];
         }
-        append_capped(&mut line, chunk, &|b| self.emit(b));
+        append_capped(&mut line, chunk, &mut emit);
         self.line = line;
+        if !out.is_empty() {
+            (self.sink)(out);
+        }
     }
 
     fn finish(&mut self) {
         if !self.line.is_empty() {
             let line = std::mem::take(&mut self.line);
-            self.emit(&line);
+            (self.sink)(vec![log_line(&self.role, &line)]);
         }
+    }
+}
+
+/// One line from its bytes: without its `\r\n` ending's `\r`, lossy UTF-8.
+fn log_line(role: &Arc<Role>, bytes: &[u8]) -> LogLine {
+    let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+    LogLine {
+        role: role.clone(),
+        // Valid UTF-8 (nearly every line) is checked and copied in one pass.
+        text: match std::str::from_utf8(bytes) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+        },
     }
 }
 
@@ -424,7 +435,7 @@ async fn pump(
 }
 
 /// Appends `data` to `line`, emitting `MAX_LINE`-sized pieces as the line grows past it.
-fn append_capped(line: &mut Vec<u8>, mut data: &[u8], emit: &impl Fn(&[u8])) {
+fn append_capped(line: &mut Vec<u8>, mut data: &[u8], emit: &mut impl FnMut(&[u8])) {
     while line.len() + data.len() > MAX_LINE {
         let take = MAX_LINE - line.len();
         line.extend_from_slice(&data[..take]);
@@ -450,7 +461,9 @@ mod tests {
         let input = format!("a\r\nb\n{long}\ntail");
         let got = Arc::new(Mutex::new(Vec::new()));
         let g = got.clone();
-        let sink: LineSink = Arc::new(move |l: LogLine| g.lock().unwrap().push(l.text));
+        let sink: LineSink = Arc::new(move |batch: Vec<LogLine>| {
+            g.lock().unwrap().extend(batch.into_iter().map(|l| l.text));
+        });
         let mut sp = Splitter::new(Arc::new(Role::Runtime), sink);
         // Feed in uneven chunks, as a pipe delivers them.
         for chunk in input.as_bytes().chunks(7000) {
@@ -463,5 +476,30 @@ mod tests {
         assert_eq!(got[2].len(), MAX_LINE);
         assert_eq!(got[3], "x".repeat(10));
         assert_eq!(got[4], "tail");
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn one_sink_call_per_chunk() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let sink: LineSink = Arc::new(move |batch: Vec<LogLine>| {
+            g.lock()
+                .unwrap()
+                .push(batch.into_iter().map(|l| l.text).collect::<Vec<_>>());
+        });
+        let mut sp = Splitter::new(Arc::new(Role::Runtime), sink);
+        sp.feed(b"one\ntwo\nthr");
+        sp.feed(b"ee\n");
+        sp.feed(b"no newline yet");
+        sp.finish();
+        assert_eq!(
+            *got.lock().unwrap(),
+            vec![
+                vec!["one".to_string(), "two".into()],
+                vec!["three".into()],
+                vec!["no newline yet".into()],
+            ]
+        );
     }
 }
