@@ -14,9 +14,11 @@
 //! not block (the bus and the log buffer are both non-blocking).
 
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,8 +94,42 @@ pub struct Supervised {
     /// Process id, also its process group id.
     pub pid: i32,
     exit: watch::Receiver<Option<ExitStatus>>,
-    barriers: Vec<mpsc::Sender<oneshot::Sender<()>>>,
+    barriers: Vec<Barrier>,
     readers_done: watch::Receiver<usize>,
+}
+
+/// How [`Supervised::sync_output`] reaches one pipe's reader.
+#[derive(Clone)]
+struct Barrier {
+    tx: mpsc::Sender<oneshot::Sender<()>>,
+    pipe: Arc<Pipe>,
+}
+
+/// One output pipe's read end, shared by its reader task (which owns the reading) and
+/// [`Supervised::sync_output`] (which only asks how much is waiting). Closed when both are gone.
+struct Pipe {
+    fd: OwnedFd,
+    /// Set while bytes the reader took out of the pipe are on their way to the sink.
+    busy: AtomicBool,
+}
+
+impl Pipe {
+    /// Whether every byte written to the pipe so far has reached the sink as lines (a partial
+    /// last line stays with the reader, as it does through a barrier). Asks the kernel first,
+    /// then the flag: bytes the reader took out before the kernel answered were taken with
+    /// `busy` already set, and it is cleared only after their lines reached the sink.
+    fn settled(&self) -> bool {
+        matches!(rustix::io::ioctl_fionread(&self.fd), Ok(0)) && !self.busy.load(Ordering::SeqCst)
+    }
+}
+
+/// The reader's handle on its [`Pipe`], for tokio's readiness registration.
+struct PipeFd(Arc<Pipe>);
+
+impl AsRawFd for PipeFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.fd.as_raw_fd()
+    }
 }
 
 impl Supervised {
@@ -119,11 +155,18 @@ impl Supervised {
     /// Waits until every line the process wrote before this call has been handed to the sink
     /// (at most `limit`). The runtime prints before it posts its response, but the pipe and
     /// the HTTP request race; this barrier keeps a `[Function]` line ahead of `runtimeDone`.
+    /// A pipe whose reader has nothing in hand and nothing waiting is skipped: on the warm
+    /// path (a runtime that printed nothing, or whose lines were read already) that is one
+    /// `ioctl` instead of a round trip to the reader task and back.
     pub async fn sync_output(&self, limit: Duration) {
-        let acks = self.barriers.iter().filter_map(|b| {
-            let (tx, rx) = oneshot::channel();
-            b.try_send(tx).ok().map(|_| rx)
-        });
+        let acks = self
+            .barriers
+            .iter()
+            .filter(|b| !b.pipe.settled())
+            .filter_map(|b| {
+                let (tx, rx) = oneshot::channel();
+                b.tx.try_send(tx).ok().map(|_| rx)
+            });
         let all = futures::future::join_all(acks);
         let _ = tokio::time::timeout(limit, all).await;
     }
@@ -281,18 +324,22 @@ fn read_output(
     role: &Arc<Role>,
     sink: &LineSink,
     tracker: &TaskTracker,
-) -> (
-    Vec<mpsc::Sender<oneshot::Sender<()>>>,
-    watch::Receiver<usize>,
-) {
+) -> (Vec<Barrier>, watch::Receiver<usize>) {
     let (done_tx, readers_done) = watch::channel(0usize);
     let done_tx = Arc::new(done_tx);
     let mut barriers = Vec::new();
     for fd in fds {
         let (btx, brx) = mpsc::channel(4);
-        barriers.push(btx);
+        let pipe = Arc::new(Pipe {
+            fd: nonblocking(fd),
+            busy: AtomicBool::new(false),
+        });
+        barriers.push(Barrier {
+            tx: btx,
+            pipe: pipe.clone(),
+        });
         let splitter = Splitter::new(role.clone(), sink.clone());
-        tracker.spawn(pump(nonblocking(fd), splitter, brx, done_tx.clone()));
+        tracker.spawn(pump(pipe, splitter, brx, done_tx.clone()));
     }
     (barriers, readers_done)
 }
@@ -377,18 +424,23 @@ const BARRIER_BUDGET: usize = 4 * 1024 * 1024;
 /// already holds (non-blocking) and acknowledges, so the caller knows every earlier line has
 /// reached the sink.
 async fn pump(
-    fd: std::os::fd::OwnedFd,
+    pipe: Arc<Pipe>,
     mut splitter: Splitter,
     mut barriers: mpsc::Receiver<oneshot::Sender<()>>,
     done: Arc<watch::Sender<usize>>,
 ) {
-    use std::os::fd::AsRawFd;
     let mut buf = vec![0u8; 64 * 1024];
-    // SAFETY: the AsyncFd owns the OwnedFd, so the descriptor stays open and is not reused
-    // while registered, which is what `register` requires.
-    if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
-        let raw = afd.as_raw_fd();
-        let read = |buf: &mut [u8]| nix::unistd::read(raw, buf);
+    let raw = pipe.fd.as_raw_fd();
+    // `busy` is set before every read and cleared once what it returned is with the sink (on
+    // the pipe's end: after the last partial line), which is what `Pipe::settled` relies on.
+    let read = |buf: &mut [u8]| {
+        pipe.busy.store(true, Ordering::SeqCst);
+        nix::unistd::read(raw, buf)
+    };
+    let idle = || pipe.busy.store(false, Ordering::SeqCst);
+    // SAFETY: the AsyncFd holds an Arc of the Pipe that owns the descriptor, so it stays open
+    // and is not reused while registered, which is what `register` requires.
+    if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(PipeFd(pipe.clone())) } {
         'outer: loop {
             tokio::select! {
                 biased;
@@ -406,6 +458,7 @@ async fn pump(
                     }
                     let _ = ack.send(());
                     if eof { break 'outer; }
+                    idle();
                 }
                 guard = afd.readable() => {
                     let Ok(mut guard) = guard else { break };
@@ -413,19 +466,21 @@ async fn pump(
                         Ok(Ok(0)) => break,
                         Ok(Ok(n)) => {
                             splitter.feed(&buf[..n]);
+                            idle();
                             // A function printing without pause must not starve the tasks
                             // that deliver its telemetry on this worker.
                             tokio::task::yield_now().await;
                         }
                         Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Ok(Err(_)) => break,
-                        Err(_would_block) => continue,
+                        Err(_would_block) => idle(),
                     }
                 }
             }
         }
     }
     splitter.finish();
+    idle();
     // Late barriers are answered too: the pipe is closed, nothing more will come.
     barriers.close();
     while let Ok(ack) = barriers.try_recv() {
@@ -477,6 +532,45 @@ mod tests {
         assert_eq!(got[3], "x".repeat(10));
         assert_eq!(got[4], "tail");
         assert_eq!(got.len(), 5);
+    }
+
+    /// `sync_output` returns only once every complete line written before it is with the sink,
+    /// whether it skips the reader (settled pipe) or waits for it; a skip taken too early shows
+    /// as a missing last line.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sync_output_sees_every_line_written_before_it() {
+        let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).expect("pipe");
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let g = got.clone();
+        let sink: LineSink = Arc::new(move |batch: Vec<LogLine>| {
+            g.lock().unwrap().extend(batch.into_iter().map(|l| l.text));
+        });
+        let tracker = TaskTracker::new();
+        let role = Arc::new(Role::Runtime);
+        let (barriers, readers_done) = read_output([read_end], &role, &sink, &tracker);
+        let process = Supervised {
+            role,
+            pid: 0,
+            exit: watch::channel(None).1,
+            barriers,
+            readers_done,
+        };
+        for i in 0..500 {
+            let line = format!("line {i}");
+            nix::unistd::write(&write_end, format!("{line}\n").as_bytes()).expect("write");
+            process.sync_output(Duration::from_secs(10)).await;
+            assert_eq!(got.lock().unwrap().last(), Some(&line), "after line {i}");
+        }
+        assert!(process.barriers[0].pipe.settled(), "nothing left in hand");
+        nix::unistd::write(&write_end, b"partial").expect("write");
+        drop(write_end);
+        process.output_closed(Duration::from_secs(10)).await;
+        assert_eq!(
+            got.lock().unwrap().last().map(String::as_str),
+            Some("partial")
+        );
+        tracker.close();
+        tracker.wait().await;
     }
 
     #[test]
