@@ -176,50 +176,59 @@ async fn all(o: &Options, bins: &Bins, c: &Counts, tmp: &Path) -> anyhow::Result
     let client = client();
     let mut rows = Vec::new();
 
-    // Baseline: the minimal hyper server, in its own process like fnbox.
-    let (mut b50, mut b99, mut base_tp) = (0.0, 0.0, 0.0);
-    // The relay floor: rust-hello behind the least a runtime-API platform does.
-    let (mut relay50, mut relay_tp) = (0.0, 0.0);
+    // Baseline: the minimal hyper server, in its own process like fnbox; the relay floor:
+    // rust-hello behind the least a runtime-API platform does. The three latency series
+    // (loopback, relay, fnbox warm) are taken first, interleaved in rounds, before any
+    // throughput phase: measured one after the other, a series taken right after 32 clients
+    // hammered a server came out up to twice as slow as the same server measured quiet.
+    let (mut base_tp, mut relay_tp) = (0.0, 0.0);
     if o.runs("warm") || o.runs("throughput") {
         let base = BaselineServer::spawn(&bins.me)?;
         let base_uri: Uri = format!("http://{}/", base.addr).parse()?;
-        let base_seq = sequential(&client, &base_uri, c.warmup, c.sequential).await?;
-        (b50, b99) = p50_p99(&base_seq);
-        base_tp = throughput(&client, &base_uri, c.clients, c.throughput_for).await?;
-        drop(base);
         let relay = Relay::spawn(bins, 2)?;
         let relay_uri = relay.uri()?;
-        relay50 = p50_p99(&sequential(&client, &relay_uri, c.warmup, c.sequential).await?).0;
+        let warm = if o.runs("warm") {
+            eprintln!("fnbox-bench: warm sequential (interleaved with loopback and relay)");
+            let serve = Serve::spawn(bins, tmp, "warm", &[(&pk.hello, "max_instances: 1")])?;
+            let uri = serve.invoke_uri("bench-hello")?;
+            Some((serve, uri))
+        } else {
+            None
+        };
+        let mut uris = vec![base_uri.clone(), relay_uri.clone()];
+        uris.extend(warm.as_ref().map(|(_, uri)| uri.clone()));
+        let series = interleaved(&client, &uris, c).await?;
+        let (b50, b99) = p50_p99(&series[0].concat());
+        let relay50 = p50_p99(&series[1].concat()).0;
+        if let Some(fnbox) = series.get(2) {
+            // 1. Warm sequential invoke through the front door.
+            let (f50, f99) = p50_p99(&fnbox.concat());
+            let ratio = f50 / b50;
+            rows.push(Row {
+                scenario: "warm invoke, sequential (p50 / p99)".into(),
+                fnbox: format!("{} / {}", ms(f50), ms(f99)),
+                baseline: format!(
+                    "{} / {} (loopback round trip); relay floor p50 {}",
+                    ms(b50),
+                    ms(b99),
+                    ms(relay50)
+                ),
+                ratio: format!(
+                    "{ratio:.2}× (p50); floor {:.2}×, fnbox {:.2}× the floor",
+                    relay50 / b50,
+                    f50 / relay50
+                ),
+                target: "p50 ≤ 4× loopback".into(),
+                met: Some(ratio <= 4.0),
+                data: json!({"p50_ms": f50, "p99_ms": f99, "baseline_p50_ms": b50,
+                             "baseline_p99_ms": b99, "relay_p50_ms": relay50,
+                             "n": c.sequential, "rounds": c.rounds}),
+            });
+        }
+        drop(warm);
+        base_tp = throughput(&client, &base_uri, c.clients, c.throughput_for).await?;
+        drop(base);
         relay_tp = throughput(&client, &relay_uri, c.clients, c.throughput_for).await?;
-    }
-
-    // 1. Warm sequential invoke through the front door.
-    if o.runs("warm") {
-        eprintln!("fnbox-bench: warm sequential");
-        let serve = Serve::spawn(bins, tmp, "warm", &[(&pk.hello, "max_instances: 1")])?;
-        let uri = serve.invoke_uri("bench-hello")?;
-        let s = sequential(&client, &uri, c.warmup, c.sequential).await?;
-        let (f50, f99) = p50_p99(&s);
-        let ratio = f50 / b50;
-        rows.push(Row {
-            scenario: "warm invoke, sequential (p50 / p99)".into(),
-            fnbox: format!("{} / {}", ms(f50), ms(f99)),
-            baseline: format!(
-                "{} / {} (loopback round trip); relay floor p50 {}",
-                ms(b50),
-                ms(b99),
-                ms(relay50)
-            ),
-            ratio: format!(
-                "{ratio:.2}× (p50); floor {:.2}×, fnbox {:.2}× the floor",
-                relay50 / b50,
-                f50 / relay50
-            ),
-            target: "p50 ≤ 4× loopback".into(),
-            met: Some(ratio <= 4.0),
-            data: json!({"p50_ms": f50, "p99_ms": f99, "baseline_p50_ms": b50,
-                         "baseline_p99_ms": b99, "relay_p50_ms": relay50, "n": c.sequential}),
-        });
     }
 
     // 2. Throughput, 32 clients, max_instances 2, concurrent_num 1 and 16.
