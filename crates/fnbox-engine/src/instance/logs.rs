@@ -19,23 +19,43 @@ pub const EXTENSION_MARKER: &str = "[Extension]";
 /// Bytes of log kept per invocation (the front door returns the last 4 KiB).
 pub const LOG_KEEP_BYTES: usize = 64 * 1024;
 
+/// The runtime's last lines for one invocation: their bytes, each line followed by `\n`, in
+/// one ring buffer capped at [`LOG_KEEP_BYTES`] (a line costs a copy, not an allocation: a
+/// function printing a million lines passes every one through here).
 #[derive(Default)]
 struct Capture {
-    lines: VecDeque<String>,
-    bytes: usize,
+    text: VecDeque<u8>,
 }
 
 impl Capture {
-    /// Keeps `line`, dropping the oldest lines past [`LOG_KEEP_BYTES`].
+    /// Keeps `line`, dropping the oldest whole lines past [`LOG_KEEP_BYTES`].
     fn push(&mut self, line: &str) {
-        self.bytes += line.len() + 1;
-        self.lines.push_back(line.to_string());
-        while self.bytes > LOG_KEEP_BYTES {
-            match self.lines.pop_front() {
-                Some(old) => self.bytes -= old.len() + 1,
-                None => break,
+        self.text.extend(line.as_bytes());
+        self.text.push_back(b'\n');
+        while self.text.len() > LOG_KEEP_BYTES {
+            let (front, back) = self.text.as_slices();
+            let end = match memchr::memchr(b'\n', front) {
+                Some(i) => Some(i),
+                None => memchr::memchr(b'\n', back).map(|i| front.len() + i),
+            };
+            match end {
+                Some(i) => drop(self.text.drain(..=i)),
+                None => self.text.clear(),
             }
         }
+    }
+
+    /// The kept lines, oldest first.
+    fn lines(&self) -> Vec<String> {
+        let (front, back) = self.text.as_slices();
+        let mut bytes = Vec::with_capacity(self.text.len());
+        bytes.extend_from_slice(front);
+        bytes.extend_from_slice(back);
+        // Whole lines of `str`s were pushed, so the bytes are UTF-8.
+        let text = String::from_utf8_lossy(&bytes);
+        let mut lines: Vec<String> = text.split('\n').map(str::to_string).collect();
+        lines.pop(); // after the last `\n`
+        lines
     }
 }
 
@@ -126,7 +146,7 @@ impl LogRouter {
             .lock()
             .expect("log capture lock")
             .get(request_id)
-            .map(|c| c.lines.iter().cloned().collect())
+            .map(Capture::lines)
             .unwrap_or_default()
     }
 
@@ -136,7 +156,39 @@ impl LogRouter {
             .lock()
             .expect("log capture lock")
             .remove(request_id)
-            .map(|c| c.lines.into_iter().collect())
+            .map(|c| c.lines())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_the_last_whole_lines_within_its_cap() {
+        let mut cap = Capture::default();
+        assert!(cap.lines().is_empty());
+        cap.push("first");
+        cap.push("");
+        cap.push("dé");
+        assert_eq!(cap.lines(), ["first", "", "dé"]);
+        // Far past the cap, so the ring wraps many times.
+        for i in 0..20_000 {
+            cap.push(&format!("line {i:05}"));
+        }
+        let lines = cap.lines();
+        assert_eq!(lines.last().map(String::as_str), Some("line 19999"));
+        let kept: usize = lines.iter().map(|l| l.len() + 1).sum();
+        assert!(
+            kept <= LOG_KEEP_BYTES && kept > LOG_KEEP_BYTES - 12,
+            "{kept}"
+        );
+        for pair in lines.windows(2) {
+            assert!(pair[0] < pair[1], "in order, whole: {pair:?}");
+        }
+        // A line longer than the cap leaves nothing (as before: whole lines only).
+        cap.push(&"x".repeat(LOG_KEEP_BYTES + 1));
+        assert!(cap.lines().is_empty());
     }
 }
