@@ -223,7 +223,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), MainError> {
     config.containment = containment;
     config.host_path = crate::contain::host_path(&config.containment);
     let (otel_echo, otel_lines) = fnbox_otel::output_channel();
-    config.echo = Some(crate::otel::both(crate::echo::stderr_echo(true), otel_echo));
+    // Unmarked lines go to the exporters only for OTLP logs (as in `fnbox run`): without
+    // OTLP, a function printing without pause would pay a marker search and a channel send
+    // per line for nothing.
+    config.echo = Some(match settings.otlp {
+        Some(_) => crate::otel::both(crate::echo::stderr_echo(true), otel_echo),
+        None => crate::echo::stderr_echo(true),
+    });
     config.pod_name = args.pod_name.clone();
     let freeze_line = config.freeze.describe();
     if let Some(bytes) = settings.telemetry_queue_bytes {
