@@ -51,7 +51,6 @@ use std::time::Duration;
 
 use fnbox_engine::instance::process::{LogLine as EngineLine, Role};
 use fnbox_engine::{Engine, InstanceInfo, LineEcho};
-use prometheus_client::metrics::counter::Counter;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -349,20 +348,16 @@ fn emit(out: &mut Vec<Output>, prom: &prom::Prom, otlp: Option<&otlp::Otlp>) {
     for o in out.drain(..) {
         match &o {
             Output::Invocation(inv) => {
-                let l = labels(&inv.function);
-                let counter: &prometheus_client::metrics::family::Family<_, Counter> =
+                prom.with_function(&inv.function, |m, _| {
                     match inv.status {
-                        fnbox_engine::telemetry::Status::Success => &prom.invocations,
-                        fnbox_engine::telemetry::Status::Timeout => &prom.timeouts,
-                        _ => &prom.errors,
+                        fnbox_engine::telemetry::Status::Success => m.invocations.inc(),
+                        fnbox_engine::telemetry::Status::Timeout => m.timeouts.inc(),
+                        _ => m.errors.inc(),
                     };
-                counter.get_or_create(&l).inc();
-                prom.invoke_duration
-                    .get_or_create(&l)
-                    .observe(inv.metrics.duration_ms / 1000.0);
-                prom.mem_usage
-                    .get_or_create(&l)
-                    .observe(inv.metrics.memory_used_mb * 1024.0 * 1024.0);
+                    m.invoke_duration.observe(inv.metrics.duration_ms / 1000.0);
+                    m.mem_usage
+                        .observe(inv.metrics.memory_used_mb * 1024.0 * 1024.0);
+                });
                 if let Some(x) = otlp {
                     x.invocation(inv);
                 }
@@ -392,11 +387,11 @@ fn emit(out: &mut Vec<Output>, prom: &prom::Prom, otlp: Option<&otlp::Otlp>) {
                 }
             }
             Output::States { function, counts } => {
-                for (state, n) in counts {
-                    let mut l = labels(function);
-                    l.push(("state".to_string(), state.to_string()));
-                    prom.instances.get_or_create(&l).set(*n);
-                }
+                prom.with_function(function, |m, families| {
+                    for (state, n) in counts {
+                        m.state(families, state).set(*n);
+                    }
+                });
                 if let Some(x) = otlp {
                     x.states(function, counts);
                 }

@@ -4,8 +4,9 @@
 //! become underscores, the unit and `_total` are appended): `faas.invocations` →
 //! `faas_invocations_total`, `faas.invoke_duration` (s) → `faas_invoke_duration_seconds`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -43,6 +44,46 @@ pub struct Prom {
     pub(crate) lost: Counter,
     pub(crate) export_failures: Family<Labels, Counter>,
     pub(crate) async_invocations: Family<Labels, Gauge>,
+    /// Per-function handles, see [`Prom::with_function`].
+    functions: Mutex<HashMap<Arc<str>, FunctionInstruments>>,
+}
+
+/// One function's per-invocation instruments, looked up once: a family lookup builds and
+/// hashes a label set (with allocations), and the exporter task makes several per invocation.
+/// A handle shares its value with the family's entry (prometheus-client's metrics are `Arc`s
+/// inside), and entries are never removed, so a handle never goes stale.
+pub(crate) struct FunctionInstruments {
+    pub(crate) invocations: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) timeouts: Counter,
+    pub(crate) invoke_duration: Histogram,
+    pub(crate) mem_usage: Histogram,
+    states: Vec<(&'static str, Gauge)>,
+    function: Arc<str>,
+}
+
+impl FunctionInstruments {
+    /// The `fnbox_instances` gauge of `state`.
+    pub(crate) fn state(&mut self, prom: &Families<'_>, state: &'static str) -> &Gauge {
+        let i = match self.states.iter().position(|(s, _)| *s == state) {
+            Some(i) => i,
+            None => {
+                let labels = vec![
+                    ("faas_name".to_string(), self.function.to_string()),
+                    ("state".to_string(), state.to_string()),
+                ];
+                let gauge = prom.instances.get_or_create(&labels).clone();
+                self.states.push((state, gauge));
+                self.states.len() - 1
+            }
+        };
+        &self.states[i].1
+    }
+}
+
+/// The families a [`FunctionInstruments`] creates entries in lazily.
+pub(crate) struct Families<'a> {
+    instances: &'a Family<Labels, Gauge>,
 }
 
 impl Prom {
@@ -63,6 +104,7 @@ impl Prom {
             lost: Counter::default(),
             export_failures: Family::default(),
             async_invocations: Family::default(),
+            functions: Mutex::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -134,6 +176,31 @@ impl Prom {
         Self { registry, ..p }
     }
 
+    /// Runs `f` with `function`'s instruments (created on first use).
+    pub(crate) fn with_function<R>(
+        &self,
+        function: &Arc<str>,
+        f: impl FnOnce(&mut FunctionInstruments, &Families<'_>) -> R,
+    ) -> R {
+        let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
+        let families = Families {
+            instances: &self.instances,
+        };
+        let m = functions.entry(function.clone()).or_insert_with(|| {
+            let labels = vec![("faas_name".to_string(), function.to_string())];
+            FunctionInstruments {
+                invocations: self.invocations.get_or_create(&labels).clone(),
+                errors: self.errors.get_or_create(&labels).clone(),
+                timeouts: self.timeouts.get_or_create(&labels).clone(),
+                invoke_duration: self.invoke_duration.get_or_create(&labels).clone(),
+                mem_usage: self.mem_usage.get_or_create(&labels).clone(),
+                states: Vec::new(),
+                function: function.clone(),
+            }
+        });
+        f(m, &families)
+    }
+
     /// The text exposition (OpenMetrics flavour, which Prometheus scrapes as is).
     pub fn render(&self) -> String {
         let mut s = String::new();
@@ -188,3 +255,40 @@ impl prometheus_client::collector::Collector for Delivery {
 
 /// Shared handle.
 pub type SharedProm = Arc<Prom>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_handles_update_the_exposed_families() {
+        let p = Prom::new(None);
+        let f: Arc<str> = "f".into();
+        for _ in 0..2 {
+            p.with_function(&f, |m, _| m.invocations.inc());
+        }
+        p.with_function(&f, |m, families| {
+            m.state(families, "idle").set(3);
+            m.state(families, "busy").set(1);
+            m.state(families, "idle").set(2);
+            m.mem_usage.observe(1024.0);
+        });
+        let text = p.render();
+        assert!(
+            text.contains(r#"faas_invocations_total{faas_name="f"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fnbox_instances{faas_name="f",state="idle"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"fnbox_instances{faas_name="f",state="busy"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"faas_mem_usage_bytes_count{faas_name="f"} 1"#),
+            "{text}"
+        );
+    }
+}
