@@ -44,26 +44,23 @@ pub(crate) fn pids_in_pgroups(pgids: &HashSet<i32>) -> Vec<i32> {
 
 /// Field 2 of `/proc/<pid>/statm`.
 pub(crate) fn parse_statm_resident(text: &str) -> Option<u64> {
-    text.split_whitespace().nth(1)?.parse().ok()
+    text.split_ascii_whitespace().nth(1)?.parse().ok()
 }
 
 /// `cutime + cstime` (fields 16–17 of `/proc/<pid>/stat`): CPU time of the children the process
 /// reaped, in clock ticks.
 pub(crate) fn parse_reaped_ticks(text: &str) -> Option<u64> {
     let rest = &text[text.rfind(')')? + 1..];
-    // Field 3 (state) is index 0 here, so field n is index n - 3.
-    let fields: Vec<&str> = rest.split_whitespace().skip(13).take(2).collect();
-    if fields.len() < 2 {
-        return None;
-    }
-    fields.iter().try_fold(0u64, |acc, f| {
-        Some(acc + f.parse::<i64>().ok()?.max(0) as u64)
-    })
+    // Field 3 (state) is index 0 here, so field n is index n - 3. Read on every invocation:
+    // ASCII splitting and no collecting (procfs writes ASCII).
+    let mut fields = rest.split_ascii_whitespace().skip(13);
+    let ticks = |f: &str| Some(f.parse::<i64>().ok()?.max(0) as u64);
+    Some(ticks(fields.next()?)? + ticks(fields.next()?)?)
 }
 
 /// Field 1 of `/proc/<pid>/task/<tid>/schedstat`: the thread's time on a CPU, in ns.
 pub(crate) fn parse_schedstat_ns(text: &str) -> Option<u64> {
-    text.split_whitespace().next()?.parse().ok()
+    text.split_ascii_whitespace().next()?.parse().ok()
 }
 
 /// CPU time of the given processes (every thread's, in ns from `schedstat`) and of the
@@ -169,7 +166,7 @@ fn pread<'b>(f: &File, buf: &'b mut [u8]) -> Option<&'b str> {
 /// Field 20 of `/proc/<pid>/stat`: the number of threads.
 pub(crate) fn parse_num_threads(text: &str) -> Option<usize> {
     let rest = &text[text.rfind(')')? + 1..];
-    rest.split_whitespace().nth(17)?.parse().ok()
+    rest.split_ascii_whitespace().nth(17)?.parse().ok()
 }
 
 fn clock_ticks_per_second() -> u64 {

@@ -144,7 +144,7 @@ pub(crate) fn cgroup_dir(mount: &MountInfo, cg_path: &str) -> Option<PathBuf> {
 /// `memory.events` and `memory.stat` are.
 pub(crate) fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
-        let mut it = line.split_whitespace();
+        let mut it = line.split_ascii_whitespace();
         (it.next()? == key).then_some(())?;
         it.next()?.parse().ok()
     })
