@@ -456,9 +456,13 @@ async fn pump(
                             Err(_) => { eof = true; break; }
                         }
                     }
-                    let _ = ack.send(());
-                    if eof { break 'outer; }
+                    if eof {
+                        let _ = ack.send(());
+                        break 'outer;
+                    }
+                    // Clear before acknowledging: the lines are with the sink already.
                     idle();
+                    let _ = ack.send(());
                 }
                 guard = afd.readable() => {
                     let Ok(mut guard) = guard else { break };
@@ -561,7 +565,17 @@ mod tests {
             process.sync_output(Duration::from_secs(10)).await;
             assert_eq!(got.lock().unwrap().last(), Some(&line), "after line {i}");
         }
-        assert!(process.barriers[0].pipe.settled(), "nothing left in hand");
+        // Settles once the reader is done with its last read (a spurious readiness wake-up
+        // may hold the flag for an instant).
+        let mut settled = false;
+        for _ in 0..1000 {
+            if process.barriers[0].pipe.settled() {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert!(settled, "nothing left in hand");
         nix::unistd::write(&write_end, b"partial").expect("write");
         drop(write_end);
         process.output_closed(Duration::from_secs(10)).await;
