@@ -387,9 +387,9 @@ fn emit(out: &mut Vec<Output>, prom: &prom::Prom, otlp: Option<&otlp::Otlp>) {
                 }
             }
             Output::States { function, counts } => {
-                prom.with_function(function, |m, families| {
+                prom.with_function(function, |m, instances| {
                     for (state, n) in counts {
-                        m.state(families, state).set(*n);
+                        m.state(instances, state).set(*n);
                     }
                 });
                 if let Some(x) = otlp {

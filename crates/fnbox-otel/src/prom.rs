@@ -64,26 +64,23 @@ pub(crate) struct FunctionInstruments {
 
 impl FunctionInstruments {
     /// The `fnbox_instances` gauge of `state`.
-    pub(crate) fn state(&mut self, prom: &Families<'_>, state: &'static str) -> &Gauge {
+    pub(crate) fn state(
+        &mut self,
+        instances: &Family<Labels, Gauge>,
+        state: &'static str,
+    ) -> &Gauge {
         let i = match self.states.iter().position(|(s, _)| *s == state) {
             Some(i) => i,
             None => {
-                let labels = vec![
-                    ("faas_name".to_string(), self.function.to_string()),
-                    ("state".to_string(), state.to_string()),
-                ];
-                let gauge = prom.instances.get_or_create(&labels).clone();
+                let mut labels = crate::labels(&self.function);
+                labels.push(("state".to_string(), state.to_string()));
+                let gauge = instances.get_or_create(&labels).clone();
                 self.states.push((state, gauge));
                 self.states.len() - 1
             }
         };
         &self.states[i].1
     }
-}
-
-/// The families a [`FunctionInstruments`] creates entries in lazily.
-pub(crate) struct Families<'a> {
-    instances: &'a Family<Labels, Gauge>,
 }
 
 impl Prom {
@@ -180,14 +177,11 @@ impl Prom {
     pub(crate) fn with_function<R>(
         &self,
         function: &Arc<str>,
-        f: impl FnOnce(&mut FunctionInstruments, &Families<'_>) -> R,
+        f: impl FnOnce(&mut FunctionInstruments, &Family<Labels, Gauge>) -> R,
     ) -> R {
         let mut functions = self.functions.lock().unwrap_or_else(|e| e.into_inner());
-        let families = Families {
-            instances: &self.instances,
-        };
         let m = functions.entry(function.clone()).or_insert_with(|| {
-            let labels = vec![("faas_name".to_string(), function.to_string())];
+            let labels = crate::labels(function);
             FunctionInstruments {
                 invocations: self.invocations.get_or_create(&labels).clone(),
                 errors: self.errors.get_or_create(&labels).clone(),
@@ -198,7 +192,7 @@ impl Prom {
                 function: function.clone(),
             }
         });
-        f(m, &families)
+        f(m, &self.instances)
     }
 
     /// The text exposition (OpenMetrics flavour, which Prometheus scrapes as is).
@@ -267,10 +261,10 @@ mod tests {
         for _ in 0..2 {
             p.with_function(&f, |m, _| m.invocations.inc());
         }
-        p.with_function(&f, |m, families| {
-            m.state(families, "idle").set(3);
-            m.state(families, "busy").set(1);
-            m.state(families, "idle").set(2);
+        p.with_function(&f, |m, instances| {
+            m.state(instances, "idle").set(3);
+            m.state(instances, "busy").set(1);
+            m.state(instances, "idle").set(2);
             m.mem_usage.observe(1024.0);
         });
         let text = p.render();
