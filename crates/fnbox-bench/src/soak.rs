@@ -564,9 +564,14 @@ async fn load(
 }
 
 /// Polls `/metrics` until no async invocation is queued or running.
+/// Waits until `/metrics` says nothing is queued or running. fnbox serve samples the queue's
+/// depth every 5 s, so a reading is only trusted once a sample taken after the last accept can
+/// be in it: an invocation accepted just before the load ended is otherwise missed by a stale
+/// zero (the CI smoke once saw "1 queued" at the restart after a drained-looking wait).
 async fn wait_async_drained(serve: &Server, within: Duration) -> bool {
     let client = client();
     let end = Instant::now() + within;
+    tokio::time::sleep(SERVE_DEPTH_SAMPLE + Duration::from_secs(1)).await;
     while Instant::now() < end {
         let req = hyper::Request::get(serve.url("/metrics")).body(Full::new(Bytes::new()));
         if let Ok(req) = req {
@@ -588,6 +593,9 @@ async fn wait_async_drained(serve: &Server, within: Duration) -> bool {
     }
     false
 }
+
+/// `fnbox serve`'s async depth sampling period (`ASYNC_DEPTH_EVERY` in fnbox-cli).
+const SERVE_DEPTH_SAMPLE: Duration = Duration::from_secs(5);
 
 fn rss_kib(pid: i32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
