@@ -305,9 +305,11 @@ impl GroupFiles {
         self.pids.retain(|pid, _| listed.contains(pid));
     }
 
-    /// One pass over the group's processes, with the kept list when it is fresh enough.
+    /// One pass over the group's processes, with the kept list when it is fresh enough. An
+    /// empty list is never kept: the group's first process may have joined since.
     pub(crate) fn read(&mut self, with_usage: bool) -> Reading {
-        let stale = self.listed_at.is_none_or(|at| at.elapsed() >= LIST_MAX_AGE);
+        let stale =
+            self.listed.is_empty() || self.listed_at.is_none_or(|at| at.elapsed() >= LIST_MAX_AGE);
         self.pass(with_usage, stale)
     }
 
@@ -417,6 +419,14 @@ impl ChargedSampler {
         (peak, r.usage)
     }
 
+    /// A process joined the group (fnbox started it): the next pass lists the group.
+    pub(crate) fn joined(&self) {
+        self.files
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .listed_at = None;
+    }
+
     /// The usage figures now.
     pub(crate) fn usage(&self) -> Usage {
         self.read(true).usage
@@ -497,6 +507,24 @@ mod tests {
         files.read(false);
         assert_eq!(files.listed, vec![me]);
         assert!(!files.pids.contains_key(&kid));
+        // An empty list is never kept: the first process to join is seen at once.
+        std::fs::write(&procs, "").unwrap();
+        files.read_listed(false);
+        assert!(files.listed.is_empty());
+        std::fs::write(&procs, format!("{me}\n")).unwrap();
+        assert!(files.read(false).resident > 0, "an empty list was kept");
+        // fnbox starting a process drops the kept list.
+        let sampler = ChargedSampler::new(procs.clone());
+        assert!(sampler.current() > 0);
+        std::fs::write(&procs, format!("{me}\n{me}\n")).unwrap();
+        sampler.joined();
+        assert_eq!(sampler.files.lock().unwrap().listed, vec![me]);
+        sampler.current();
+        assert_eq!(
+            sampler.files.lock().unwrap().listed,
+            vec![me, me],
+            "joined() relists"
+        );
     }
 
     #[test]

@@ -329,10 +329,11 @@ impl MemoryGroup {
 
     /// Tells the group which process group belongs to it (call for the runtime and for every
     /// extension). RSS mode samples and kills these pgids; cgroup modes track processes by
-    /// cgroup membership and ignore it.
+    /// cgroup membership and only list the group again at the next reading (a process joined).
     pub fn watch_process_group(&self, pgid: i32) {
-        if let Backend::Rss(s) = &self.backend {
-            s.watch(pgid);
+        match &self.backend {
+            Backend::Rss(s) => s.watch(pgid),
+            Backend::Cgroup(g) => g.charged().joined(),
         }
     }
 
