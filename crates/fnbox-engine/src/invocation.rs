@@ -42,6 +42,13 @@ pub struct InvokeRequest {
     /// The caller's W3C `traceparent`, when the request carried a valid one: the invocation's
     /// span becomes its child ([`crate::trace`]).
     pub trace_parent: Option<crate::trace::TraceParent>,
+    /// Whether the caller's [`crate::Answer`] must carry the invocation's log so far and its
+    /// CPU and storage figures: only a log-tail request (`X-Cff-Log-Type: tail`,
+    /// `X-Amz-Log-Type: Tail`) shows them. Without it the answer is taken with the memory peak
+    /// and the duration alone, and the full figures are read once, for the report, after the
+    /// caller has its answer (a pass over the instance's `/proc` files less on the caller's
+    /// path). The report and the outcome carry everything either way.
+    pub tail: bool,
 }
 
 impl InvokeRequest {
@@ -52,6 +59,7 @@ impl InvokeRequest {
             event: event.into(),
             invoke_type: InvokeType::Sync,
             trace_parent: None,
+            tail: true,
         }
     }
 }

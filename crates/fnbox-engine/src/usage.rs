@@ -39,6 +39,16 @@ impl UsageBaseline {
         })
     }
 
+    /// The memory peak and the figures without CPU and storage, as of now: one reading of the
+    /// processes' resident sets.
+    pub(crate) fn peak_metrics(
+        memory: &MemoryGroup,
+        elapsed: Duration,
+        memory_size_mb: u32,
+    ) -> ReportMetrics {
+        ReportMetrics::new(elapsed, memory.peak_bytes(), memory_size_mb)
+    }
+
     /// The memory peak and the report's figures as of now (`elapsed` since the start), with
     /// the CPU and storage used since the baseline when there is one.
     pub(crate) fn metrics(

@@ -27,9 +27,10 @@ pub struct Completed {
     pub result: InvokeResult,
     /// Duration and memory, as the engine measured them at the answer.
     pub summary: InvokeSummary,
-    /// Everything the engine measured at the answer (the log tail's `Finish` line).
+    /// What the engine measured at the answer (the log tail's `Finish` line); CPU and storage
+    /// only when the log tail was asked for.
     pub metrics: fnbox_engine::telemetry::ReportMetrics,
-    /// The runtime's lines up to its answer.
+    /// The runtime's lines up to its answer, when the log tail was asked for.
     pub log: Vec<String>,
     /// The function's timeout, seconds.
     pub timeout_secs: u32,
@@ -37,15 +38,18 @@ pub struct Completed {
     pub init_duration_ms: Option<f64>,
 }
 
-/// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer
-/// (which carries the log so far, for `X-Cff-Log-Type: tail` / `X-Amz-Log-Type: Tail`).
+/// Runs one synchronous invocation of `served` with `event` and returns at the caller's answer,
+/// which carries the log so far and the CPU and storage figures when `tail`
+/// (`X-Cff-Log-Type: tail` / `X-Amz-Log-Type: Tail`).
 pub async fn invoke(
     served: &Arc<Served>,
     event: Bytes,
     trace_parent: Option<TraceParent>,
+    tail: bool,
 ) -> Result<Completed, FrontError> {
     let mut req = InvokeRequest::sync(event);
     req.trace_parent = trace_parent;
+    req.tail = tail;
     let request_id = req.request_id.clone();
     let timeout_secs = served.function().package().config.timeout;
     let invocation = served

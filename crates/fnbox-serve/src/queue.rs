@@ -56,6 +56,8 @@ impl Invoker for PoolInvoker {
             event: payload,
             invoke_type: InvokeType::Async,
             trace_parent: None,
+            // Nobody waits for an async invocation's answer.
+            tail: false,
         };
         // The pool runs the attempt in a task of its own: an abandoned attempt never cancels
         // it half-way.

@@ -833,7 +833,8 @@ impl Instance {
         }
     }
 
-    /// The caller's answer as of now.
+    /// The caller's answer as of now: the log and the CPU and storage figures only when the
+    /// caller asked for the log tail ([`InvokeRequest::tail`]).
     fn answer_now(
         &self,
         req: &InvokeRequest,
@@ -841,13 +842,24 @@ impl Instance {
         started: Instant,
         usage: &crate::usage::UsageBaseline,
     ) -> Answer {
-        let (_, metrics) = usage.metrics(&self.memory, started.elapsed(), self.memory_size_mb);
+        let elapsed = started.elapsed();
+        let (metrics, log) = if req.tail {
+            let (_, metrics) = usage.metrics(&self.memory, elapsed, self.memory_size_mb);
+            (metrics, self.logs.snapshot(&req.request_id))
+        } else {
+            let metrics = crate::usage::UsageBaseline::peak_metrics(
+                &self.memory,
+                elapsed,
+                self.memory_size_mb,
+            );
+            (metrics, Vec::new())
+        };
         Answer {
             request_id: req.request_id.clone(),
             result: result.clone(),
             error_type: self.error_type(result),
             metrics,
-            log: self.logs.snapshot(&req.request_id),
+            log,
             init_duration_ms: self.take_cold_init(&req.request_id),
         }
     }

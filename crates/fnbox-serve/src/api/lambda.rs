@@ -109,7 +109,7 @@ async fn invoke_function(
     if event.is_empty() {
         event = Bytes::from_static(b"{}");
     }
-    let done = invoke(&served, event, trace_parent(&headers)).await?;
+    let done = invoke(&served, event, trace_parent(&headers), want_tail).await?;
     Ok(render(&done, want_tail))
 }
 
