@@ -137,9 +137,6 @@ struct Activity {
     head_since: Option<Instant>,
     /// Last time bytes moved either way, or a request ended.
     last_io: Instant,
-    /// The connection's task, when its I/O waits with no deadline (a request in service): woken
-    /// when the last request ends, so the idle deadline is armed.
-    waiting: Option<std::task::Waker>,
 }
 
 type SharedActivity = Arc<Mutex<Activity>>;
@@ -162,19 +159,14 @@ impl InService {
 }
 
 impl Drop for InService {
+    /// The connection's task is not woken: its timer is already armed no later than the idle
+    /// deadline this sets (see [`Guarded::deadline`]). Waking it here woke it from inside its
+    /// own poll (the service future ends there), which made tokio reschedule it as a yield and
+    /// unpark the other worker: a wasted thread wake-up per request.
     fn drop(&mut self) {
         let mut s = lock(&self.0);
         s.in_service -= 1;
         s.last_io = Instant::now();
-        let waiting = if s.in_service == 0 {
-            s.waiting.take()
-        } else {
-            None
-        };
-        drop(s);
-        if let Some(w) = waiting {
-            w.wake();
-        }
     }
 }
 
@@ -191,6 +183,9 @@ struct Guarded {
 enum Wait {
     Header,
     Idle,
+    /// No limit now (a read while a request is in service): the timer is only a point at
+    /// which to look again.
+    LookAgain,
 }
 
 impl Guarded {
@@ -213,49 +208,59 @@ impl Guarded {
         }
     }
 
-    /// The deadline of a read or write that would wait now, when one applies; without one,
-    /// `cx`'s task is woken when one may apply. While a request is in service a read may wait
-    /// for ever (a long-poll), but a write that makes no progress for `idle_timeout` means
-    /// nobody reads the response.
-    fn deadline(&self, cx: &Context<'_>, write: bool) -> Option<(Instant, Wait)> {
-        let mut s = lock(&self.activity);
+    /// The deadline of a read or write that would wait now. While a request is in service a
+    /// read may wait for ever (a long-poll), but a write that makes no progress for
+    /// `idle_timeout` means nobody reads the response.
+    ///
+    /// A read in service gets a point to look again instead: the timer as it is when it lies
+    /// ahead, else an idle timeout from now. Either is no later than the idle deadline the
+    /// request's end will set (`last_io + idle_timeout`, `last_io` being at least now), so the
+    /// connection looks again in time without being woken when the request ends.
+    fn deadline(&self, write: bool) -> (Instant, Wait) {
+        let s = lock(&self.activity);
         if s.in_service > 0 {
             if write {
-                return Some((s.last_io + self.limits.idle_timeout, Wait::Idle));
+                return (s.last_io + self.limits.idle_timeout, Wait::Idle);
             }
-            s.waiting = Some(cx.waker().clone());
-            return None;
+            let now = Instant::now();
+            let armed = self.timer.deadline();
+            let at = if armed > now {
+                armed
+            } else {
+                now + self.limits.idle_timeout
+            };
+            return (at, Wait::LookAgain);
         }
-        Some(match s.head_since {
+        match s.head_since {
             Some(t) => (t + self.limits.header_timeout, Wait::Header),
             None => (s.last_io + self.limits.idle_timeout, Wait::Idle),
-        })
+        }
     }
 
     /// Called when the inner I/O would wait: an error once the deadline passed, else arms the
-    /// timer so this task is woken at the deadline.
+    /// timer so this task is woken at the deadline (or at a point to look again).
     fn check_deadline(&mut self, cx: &mut Context<'_>, write: bool) -> Poll<io::Error> {
-        let Some((at, wait)) = self.deadline(cx, write) else {
-            return Poll::Pending;
-        };
-        if self.timer.deadline() != at {
-            self.timer.as_mut().reset(at);
-        }
-        match self.timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                match wait {
-                    Wait::Header => format!(
-                        "no complete request head within {:?} (header read timeout)",
-                        self.limits.header_timeout
-                    ),
-                    Wait::Idle => format!(
-                        "connection idle for {:?} (idle timeout)",
-                        self.limits.idle_timeout
-                    ),
-                },
-            )),
-            Poll::Pending => Poll::Pending,
+        loop {
+            let (at, wait) = self.deadline(write);
+            if self.timer.deadline() != at {
+                self.timer.as_mut().reset(at);
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let why = match wait {
+                // Passed: `deadline` now gives the next point, or the limit that applies.
+                Wait::LookAgain => continue,
+                Wait::Header => format!(
+                    "no complete request head within {:?} (header read timeout)",
+                    self.limits.header_timeout
+                ),
+                Wait::Idle => format!(
+                    "connection idle for {:?} (idle timeout)",
+                    self.limits.idle_timeout
+                ),
+            };
+            return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, why));
         }
     }
 }
@@ -447,7 +452,6 @@ pub async fn serve(
             in_service: 0,
             head_since: Some(Instant::now()),
             last_io: Instant::now(),
-            waiting: None,
         }));
         let io = TokioIo::new(Guarded::new(stream, activity.clone(), limits));
         let router = router.clone();
