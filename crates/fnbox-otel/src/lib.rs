@@ -175,7 +175,8 @@ impl Exporters {
             )?)),
             None => None,
         };
-        let rx = engine.observe();
+        // Paced: a busy engine does not wake the exporters for every observation.
+        let rx = fnbox_engine::observe::Paced::new(engine.observe(), fnbox_engine::observe::PACE);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
             rx,
@@ -269,7 +270,7 @@ impl Exporters {
 }
 
 async fn run(
-    mut rx: broadcast::Receiver<Arc<fnbox_engine::Observed>>,
+    mut rx: fnbox_engine::observe::Paced<Arc<fnbox_engine::Observed>>,
     mut output: Option<OutputLines>,
     prom: Arc<prom::Prom>,
     otlp: Option<Arc<otlp::Otlp>>,
