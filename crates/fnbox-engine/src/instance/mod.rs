@@ -60,6 +60,25 @@ use process::{describe_exit, ProcessSpec, Role, Supervised};
 /// How often the OOM counter is checked while an invocation runs.
 const OOM_POLL: Duration = Duration::from_millis(50);
 
+/// The first OOM check of an invocation starting now: the next [`OOM_POLL`] boundary at least
+/// one period away, counted from a process-wide origin. Every invocation of the same window
+/// shares the timer's deadline, so registering it does not wake tokio's timer driver again
+/// (a timer earlier than the driver's next wake-up unparks it: once per invocation, when each
+/// took its own `now + 50 ms`). The counter itself was read just before the runtime got the
+/// work.
+fn first_oom_check(now: tokio::time::Instant) -> tokio::time::Instant {
+    static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let origin = *ORIGIN.get_or_init(|| now);
+    let Some(since) = (now + OOM_POLL).checked_duration_since(origin) else {
+        // A clock behind the origin (another runtime's paused clock in tests).
+        return now + OOM_POLL;
+    };
+    let period = OOM_POLL.as_nanos();
+    let since = since.as_nanos();
+    let rounded = since.div_ceil(period) * period;
+    origin + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
 /// What the dialect routers of one instance may use.
 pub struct InstanceApi {
     /// The function's package.
@@ -1108,7 +1127,8 @@ impl Instance {
         deadline: tokio::time::Instant,
         oom_before: u64,
     ) -> InvokeResult {
-        let mut oom_poll = tokio::time::interval(OOM_POLL);
+        let mut oom_poll =
+            tokio::time::interval_at(first_oom_check(tokio::time::Instant::now()), OOM_POLL);
         oom_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let procs = self.procs.lock().expect("procs lock").clone();
         let runtime = procs
@@ -1433,4 +1453,28 @@ async fn run_initializer(
         api.runtime.abandon(&id);
     }
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oom_checks_of_one_window_share_their_deadline() {
+        let t0 = tokio::time::Instant::now();
+        let mut seen = Vec::new();
+        for us in (0..200_000).step_by(7_919) {
+            let now = t0 + Duration::from_micros(us);
+            let at = first_oom_check(now);
+            assert!(at >= now + OOM_POLL, "at least one period away");
+            assert!(at < now + 2 * OOM_POLL, "at most two");
+            seen.push(at);
+        }
+        // 200 ms of starts share at most five deadlines, one period apart.
+        seen.dedup();
+        assert!(seen.len() <= 5, "{}", seen.len());
+        for pair in seen.windows(2) {
+            assert_eq!(pair[1] - pair[0], OOM_POLL);
+        }
+    }
 }
