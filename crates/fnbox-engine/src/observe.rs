@@ -41,7 +41,8 @@ pub struct Paced<T> {
 }
 
 impl<T: Clone> Paced<T> {
-    /// Paces `rx` at `pace`.
+    /// Paces `rx` at `pace`; a zero pace wakes the consumer for every observation (a
+    /// consumer that must see them in step with another source).
     pub fn new(rx: broadcast::Receiver<T>, pace: Duration) -> Self {
         Self {
             rx,
@@ -55,6 +56,9 @@ impl<T: Clone> Paced<T> {
     /// the next send.
     pub async fn recv(&mut self) -> Result<T, broadcast::error::RecvError> {
         use broadcast::error::{RecvError, TryRecvError};
+        if self.pace.is_zero() {
+            return self.rx.recv().await;
+        }
         loop {
             match self.rx.try_recv() {
                 Ok(v) => {

@@ -175,8 +175,15 @@ impl Exporters {
             )?)),
             None => None,
         };
-        // Paced: a busy engine does not wake the exporters for every observation.
-        let rx = fnbox_engine::observe::Paced::new(engine.observe(), fnbox_engine::observe::PACE);
+        // Paced: a busy engine does not wake the exporters for every observation. Not with
+        // OTLP logs: an output line, which comes on a channel of its own, is given the span of
+        // the invocation its pod runs, so the observations must be taken in step with it.
+        let pace = if options.output.is_some() {
+            Duration::ZERO
+        } else {
+            fnbox_engine::observe::PACE
+        };
+        let rx = fnbox_engine::observe::Paced::new(engine.observe(), pace);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(run(
             rx,
