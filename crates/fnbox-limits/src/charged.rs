@@ -318,49 +318,57 @@ impl GroupFiles {
         self.pass(with_usage, true)
     }
 
-    fn pass(&mut self, with_usage: bool, mut relist: bool) -> Reading {
-        loop {
-            if relist {
-                self.relist();
+    fn pass(&mut self, with_usage: bool, relist: bool) -> Reading {
+        if !relist {
+            // A listed process that cannot be read may have left the group: list it again.
+            if let Some(total) = self.sum(with_usage, false) {
+                return total;
             }
-            let mut total = Reading::default();
-            let mut gone = false;
-            let Self { pids, listed, .. } = self;
-            for &pid in listed.iter() {
-                let mut reading = None;
-                // With a fresh list, a failed read is a process gone or a pid now belonging
-                // to a new process of the group: open it afresh once. With a kept list the
-                // pid may have left the group, so the list is taken again instead.
-                for _ in 0..(if relist { 2 } else { 1 }) {
-                    let files = match pids.entry(pid) {
-                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(e) => match PidFiles::open(pid) {
-                            Some(f) => e.insert(f),
-                            None => break,
-                        },
-                    };
-                    reading = files.read(pid, with_usage);
-                    if reading.is_some() {
-                        break;
-                    }
-                    pids.remove(&pid);
-                }
-                match reading {
-                    Some(r) => {
-                        total.resident += r.resident;
-                        total.usage.cpu += r.usage.cpu;
-                        total.usage.written += r.usage.written;
-                    }
-                    None => gone = true,
-                }
-            }
-            if gone && !relist {
-                relist = true;
-                continue;
-            }
-            return total;
         }
+        self.relist();
+        self.sum(with_usage, true).unwrap_or_default()
     }
+
+    /// The listed processes' figures summed; `None` when one of them could not be read and
+    /// `skip_gone` is false. With a fresh list a failed read is a process gone, or a pid now
+    /// belonging to a new process of the group: it is opened afresh once, then skipped.
+    fn sum(&mut self, with_usage: bool, skip_gone: bool) -> Option<Reading> {
+        let mut total = Reading::default();
+        for &pid in &self.listed {
+            let attempts = if skip_gone { 2 } else { 1 };
+            match read_pid(&mut self.pids, pid, with_usage, attempts) {
+                Some(r) => {
+                    total.resident += r.resident;
+                    total.usage.cpu += r.usage.cpu;
+                    total.usage.written += r.usage.written;
+                }
+                None if skip_gone => {}
+                None => return None,
+            }
+        }
+        Some(total)
+    }
+}
+
+/// Reads one process through its kept files, opening them when there are none; a file that
+/// stops answering is dropped and, while `attempts` last, opened again.
+fn read_pid(
+    pids: &mut HashMap<i32, PidFiles>,
+    pid: i32,
+    with_usage: bool,
+    attempts: usize,
+) -> Option<Reading> {
+    for _ in 0..attempts {
+        let files = match pids.entry(pid) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(PidFiles::open(pid)?),
+        };
+        if let Some(r) = files.read(pid, with_usage) {
+            return Some(r);
+        }
+        pids.remove(&pid);
+    }
+    None
 }
 
 /// The sampled resident-set peak of one cgroup's processes.
@@ -380,11 +388,12 @@ impl ChargedSampler {
         }
     }
 
+    fn files(&self) -> std::sync::MutexGuard<'_, GroupFiles> {
+        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn read(&self, with_usage: bool) -> Reading {
-        self.files
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .read(with_usage)
+        self.files().read(with_usage)
     }
 
     /// The resident bytes of the group's processes now.
@@ -421,10 +430,7 @@ impl ChargedSampler {
 
     /// A process joined the group (fnbox started it): the next pass lists the group.
     pub(crate) fn joined(&self) {
-        self.files
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .listed_at = None;
+        self.files().listed_at = None;
     }
 
     /// The usage figures now.
@@ -443,12 +449,7 @@ impl SampleTarget for ChargedSampler {
     fn sample(&self, _scan: &ProcScan) {
         if !self.closed.load(Ordering::SeqCst) {
             // The tick lists the group: the invoke path's passes then use its list.
-            let now = self
-                .files
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .read_listed(false)
-                .resident;
+            let now = self.files().read_listed(false).resident;
             self.peak.fetch_max(now, Ordering::SeqCst);
         }
     }
