@@ -151,46 +151,41 @@ impl Observers {
 mod tests {
     use super::*;
 
+    /// Sends `v` on `tx` after `delay`.
+    fn send_after(
+        tx: &broadcast::Sender<u32>,
+        delay: Duration,
+        v: u32,
+    ) -> tokio::task::JoinHandle<()> {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            tx.send(v).unwrap();
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_paced_consumer_is_woken_at_once_when_idle_and_collects_every_pace_when_busy() {
         let (tx, rx) = broadcast::channel::<u32>(64);
         let mut rx = Paced::new(rx, PACE);
-        let start = tokio::time::Instant::now();
         // Idle: the first send is seen without waiting for the pace.
-        let sender = tokio::spawn({
-            let tx = tx.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(7)).await;
-                tx.send(1).unwrap();
-            }
-        });
+        let t = tokio::time::Instant::now();
+        let sender = send_after(&tx, Duration::from_millis(7), 1);
         assert_eq!(rx.recv().await.unwrap(), 1);
-        assert_eq!(start.elapsed(), Duration::from_millis(7));
+        assert_eq!(t.elapsed(), Duration::from_millis(7));
         sender.await.unwrap();
         // Busy: what is waiting comes at once; then the next comes after one pace, not at
         // its send.
         tx.send(2).unwrap();
         assert_eq!(rx.recv().await.unwrap(), 2);
         let t = tokio::time::Instant::now();
-        let sender = tokio::spawn({
-            let tx = tx.clone();
-            async move {
-                tokio::time::sleep(Duration::from_micros(500)).await;
-                tx.send(3).unwrap();
-            }
-        });
+        let sender = send_after(&tx, Duration::from_micros(500), 3);
         assert_eq!(rx.recv().await.unwrap(), 3);
         assert_eq!(t.elapsed(), PACE, "collected at the pace");
         sender.await.unwrap();
         // A pace with nothing in it makes it idle again: the next send wakes it at once.
         let t = tokio::time::Instant::now();
-        let sender = tokio::spawn({
-            let tx = tx.clone();
-            async move {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                tx.send(4).unwrap();
-            }
-        });
+        let sender = send_after(&tx, Duration::from_millis(50), 4);
         assert_eq!(rx.recv().await.unwrap(), 4);
         assert_eq!(t.elapsed(), Duration::from_millis(50));
         sender.await.unwrap();
@@ -225,5 +220,19 @@ mod tests {
             rx.try_recv(),
             Err(broadcast::error::TryRecvError::Lagged(5))
         ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_zero_pace_is_woken_by_every_send() {
+        let (tx, rx) = broadcast::channel::<u32>(8);
+        let mut rx = Paced::new(rx, Duration::ZERO);
+        tx.send(1).unwrap();
+        assert_eq!(rx.recv().await.unwrap(), 1);
+        let t = tokio::time::Instant::now();
+        // tokio's timer counts whole milliseconds; PACE is two.
+        let sender = send_after(&tx, Duration::from_millis(1), 2);
+        assert_eq!(rx.recv().await.unwrap(), 2);
+        assert_eq!(t.elapsed(), Duration::from_millis(1), "not held to a pace");
+        sender.await.unwrap();
     }
 }
