@@ -216,6 +216,29 @@ async fn a_long_poll_outlasts_every_limit() {
         out.starts_with("HTTP/1.1 200") && out.ends_with("waited"),
         "{out}"
     );
+    // Kept alive after a long-poll that outlasted the idle timeout: the connection is not
+    // woken when the request ends, yet it closes one idle timeout after the answer, not
+    // before and not much later.
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    s.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !answer.ends_with(b"waited") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before the answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    assert!(answer.starts_with(b"HTTP/1.1 200"));
+    let start = Instant::now();
+    let (got, at) = closed(&mut s, LIMITS.idle_timeout + SLACK).await;
+    assert_eq!(got, "");
+    assert!(
+        at - start >= LIMITS.idle_timeout - Duration::from_millis(50),
+        "closed after {:?}, before the idle timeout",
+        at - start
+    );
     srv.shutdown().await;
 }
 
